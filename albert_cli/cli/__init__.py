@@ -1,0 +1,103 @@
+"""The `albert` command. Sub-commands live in sibling modules.
+
+Nothing here imports TensorFlow: each command imports the library lazily, so
+`albert --help` is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from albert_cli import __version__
+
+app = typer.Typer(
+    name="albert",
+    help="Text classification with ALBERT: tokenize, pretrain, finetune, predict, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"albert-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as ALBERT_DEBUG=1)."),
+) -> None:
+    if debug:
+        os.environ["ALBERT_DEBUG"] = "1"
+
+
+# Register sub-commands (these modules import only typer/rich at import time).
+from albert_cli.cli import tokenize as _tokenize  # noqa: E402
+from albert_cli.cli import pretrain as _pretrain  # noqa: E402
+from albert_cli.cli import finetune as _finetune  # noqa: E402
+from albert_cli.cli import predict as _predict  # noqa: E402
+from albert_cli.cli import evaluate as _evaluate  # noqa: E402
+from albert_cli.cli import embed as _embed  # noqa: E402
+
+app.add_typer(_tokenize.app, name="tokenize")
+app.command("pretrain")(_pretrain.pretrain)
+app.command("finetune")(_finetune.finetune)
+app.command("predict")(_predict.predict)
+app.command("evaluate")(_evaluate.evaluate)
+app.command("embed")(_embed.embed)
+
+
+def _quiet_broken_pipe() -> None:
+    # stdout closed by `| head`: end quietly, without Python's 'Exception ignored' noise.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps errors to one-line messages and exit codes."""
+    from albert_cli.console import debug_enabled, err_console
+    from albert_cli.errors import EXIT_INTERRUPTED, AlbertError, Interrupted, install_signal_handlers
+
+    install_signal_handlers()
+    if "--debug" in (argv if argv is not None else sys.argv[1:]):
+        os.environ["ALBERT_DEBUG"] = "1"
+    try:
+        # standalone mode: click/typer print usage errors themselves and exit 2.
+        app(args=argv, prog_name="albert", standalone_mode=True)
+    except AlbertError as exc:
+        if debug_enabled():
+            raise
+        err_console.print(f"albert: error: {exc.message}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        sys.exit(0)
+    except Interrupted as exc:
+        err_console.print(f"albert: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("albert: interrupted", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # a bug, or an error we did not anticipate: still one line
+        if debug_enabled():
+            raise
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(msg) > 500:
+            msg = msg[:500] + "..."
+        err_console.print(
+            f"albert: error: {msg} (run with --debug for the traceback)", markup=False, highlight=False
+        )
+        sys.exit(1)

@@ -1,0 +1,47 @@
+"""Logs and progress go to stderr (rich); data goes to stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("ALBERT_DEBUG", "").strip() not in ("", "0", "false", "no")
+
+
+def info(message: str) -> None:
+    err_console.print(message)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def progress(transient: bool = False):
+    """A rich progress bar on stderr with throughput and ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+        disable=not sys.stderr.isatty() and os.environ.get("ALBERT_PROGRESS") != "1",
+    )

@@ -1,0 +1,61 @@
+"""Errors that the CLI turns into a one-line message and an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DATA = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class AlbertError(Exception):
+    """A problem with the user's data, model or environment (exit code 1).
+
+    The message must be one line that names the file and, where it applies,
+    the row or line and what is wrong.
+    """
+
+    exit_code = EXIT_DATA
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = " ".join(str(message).split())  # always one line
+
+
+class DataError(AlbertError):
+    """Bad input data (file missing, unreadable, malformed, ...)."""
+
+
+class ModelError(AlbertError):
+    """A model directory or checkpoint that cannot be used."""
+
+
+class UsageError(AlbertError):
+    """Conflicting or out-of-range options (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived. Not a KeyboardInterrupt, so that click does not
+    swallow it as 'Aborted!' with exit code 1; long jobs catch it to save a
+    checkpoint, then let it propagate (exit 130 or 143)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        name = "terminated" if signum == signal.SIGTERM else "interrupted"
+        super().__init__(name)
+
+
+def install_signal_handlers() -> None:
+    import signal
+
+    def _raise(signum, frame):
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGINT, _raise)
+    signal.signal(signal.SIGTERM, _raise)

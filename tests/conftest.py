@@ -1,0 +1,70 @@
+"""Shared test helpers: run the real `albert` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def albert_executable() -> list[str]:
+    exe = shutil.which("albert", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "albert_cli"]
+
+
+def run_albert(*args, input: str | bytes | None = None, cwd=None, env=None, timeout=600) -> Result:
+    """Run `albert ARGS...` as a real subprocess and capture its output."""
+    full_env = dict(os.environ)
+    full_env.pop("ALBERT_DEBUG", None)
+    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    full_env["PYTHONIOENCODING"] = "utf-8"
+    if env:
+        full_env.update(env)
+    binary = isinstance(input, bytes)
+    proc = subprocess.run(
+        albert_executable() + [str(a) for a in args],
+        input=input,
+        capture_output=True,
+        text=not binary,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+    )
+    out, err = proc.stdout, proc.stderr
+    if binary:
+        out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return Result(proc.returncode, out, err)
+
+
+def assert_clean_error(res: Result, code: int, *needles: str) -> None:
+    """Non-zero exit `code`, a one-line message containing every needle, no traceback."""
+    assert res.returncode == code, (res.returncode, res.stderr)
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("albert: error:")]
+    assert len(errors) == 1, res.stderr
+    for needle in needles:
+        assert needle.lower() in errors[0].lower(), (needle, errors[0])
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
