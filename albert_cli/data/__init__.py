@@ -1,0 +1,1 @@
+"""Dataset readers, label vocabularies and input pipelines shared by every command."""

@@ -1,0 +1,394 @@
+"""Readers for CSV, TSV, JSONL and plain text, shared by every command.
+
+Every problem with the input becomes a one-line :class:`DataError` naming the
+file, the row or line, and what is wrong. Row numbers count data rows from 1
+(the header is not a row); line numbers count physical lines from 1.
+
+Formats (chosen by extension or ``fmt``):
+
+* ``csv`` / ``tsv``: a header row; columns picked by name. TSV is read without
+  quote processing (as GLUE-style files expect).
+* ``jsonl``: one JSON object per line; multi-label labels may be JSON lists.
+* ``txt``: one example per line (no labels), or fastText style
+  ``__label__A __label__B text`` when labels are needed.
+
+``-`` reads standard input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from albert_cli.errors import DataError, UsageError
+
+FORMATS = ("csv", "tsv", "jsonl", "txt")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".txt": "txt",
+    ".text": "txt",
+}
+MULTI_LABEL_SEPARATOR = "|"
+FASTTEXT_PREFIX = "__label__"
+
+
+@dataclass
+class Dataset:
+    """Examples read from one file, in file order."""
+
+    name: str
+    texts: list[str] = field(default_factory=list)
+    pairs: list[str] | None = None
+    labels: list | None = None  # str, list[str] (multi-label) or float (regression)
+    rows: list[int] = field(default_factory=list)  # source row/line of each example
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def display_name(path: str | os.PathLike) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
+    if fmt and fmt != "auto":
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown --format '{fmt}': use one of {', '.join(FORMATS)}")
+        return fmt
+    if str(path) == "-":
+        return "txt"
+    suffixes = [s.lower() for s in Path(str(path)).suffixes]
+    for suffix in reversed(suffixes):
+        if suffix in _EXTENSIONS:
+            return _EXTENSIONS[suffix]
+    return "txt"
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(str(path))
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a file")
+    if not os.access(p, os.R_OK):
+        raise DataError(f"{p}: permission denied")
+    return p
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    return _check_path(path).read_bytes()
+
+
+def decode(data: bytes, name: str) -> str:
+    """Decode UTF-8 (with or without BOM) or BOM-marked UTF-16; say where it fails."""
+    if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{name}: invalid UTF-16 at byte {exc.start}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        raise DataError(
+            f"{name}: line {line}, byte {col}: not valid UTF-8 (byte 0x{bad}); save the file as UTF-8"
+        ) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{name}: line {line}: contains NUL bytes (binary data, or UTF-16 without a BOM?)")
+    return text
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _parse_label(value, kind: str, name: str, where: str, column: str):
+    """Returns the label, or None when the cell is empty."""
+    if _is_missing(value):
+        return None
+    if kind == "regression":
+        if isinstance(value, bool):
+            raise DataError(f"{name}: {where}: label in column '{column}' is not a number: {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            raise DataError(f"{name}: {where}: label in column '{column}' is not a number: {text[:40]!r}") from None
+        if math.isnan(number) or math.isinf(number):
+            raise DataError(f"{name}: {where}: label in column '{column}' is not a finite number: {text!r}")
+        return number
+    if kind == "multi":
+        if isinstance(value, list):
+            parts = [str(v).strip() for v in value]
+        else:
+            parts = [p.strip() for p in str(value).split(MULTI_LABEL_SEPARATOR)]
+        parts = [p for p in parts if p]
+        return sorted(set(parts))  # an empty list is a valid multi-label target
+    if isinstance(value, list):
+        raise DataError(
+            f"{name}: {where}: label in column '{column}' is a list; use --multi-label for multi-label data"
+        )
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+class _Collector:
+    """Accumulates examples, applying the empty-text and missing-label rules."""
+
+    def __init__(self, name, text_column, pair_column, label_column, label_kind, skip_bad_rows, unit):
+        self.ds = Dataset(name=name, pairs=[] if pair_column else None, labels=[] if label_column else None)
+        self.text_column, self.pair_column, self.label_column = text_column, pair_column, label_column
+        self.label_kind, self.skip_bad_rows, self.unit = label_kind, skip_bad_rows, unit
+        self.first_skip: str | None = None
+
+    def bad(self, message: str) -> None:
+        if not self.skip_bad_rows:
+            raise DataError(f"{self.ds.name}: {message} (use --skip-bad-rows to skip such rows)")
+        self.ds.skipped += 1
+        self.first_skip = self.first_skip or message
+
+    def add(self, number: int, text, pair=None, label=None) -> None:
+        where = f"{self.unit} {number}"
+        for column, value in ((self.text_column, text), (self.pair_column, pair)):
+            if column is None:
+                continue
+            if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+                return self.bad(f"{where}: empty text in column '{column}'")
+            if not isinstance(value, str):
+                return self.bad(f"{where}: text in column '{column}' is not a string (got {type(value).__name__})")
+        parsed = None
+        if self.label_column is not None:
+            parsed = _parse_label(label, self.label_kind, self.ds.name, where, self.label_column)
+            if parsed is None:
+                return self.bad(f"{where}: missing label in column '{self.label_column}'")
+        self.ds.texts.append(text)
+        if self.pair_column:
+            self.ds.pairs.append(pair)
+        if self.label_column is not None:
+            self.ds.labels.append(parsed)
+        self.ds.rows.append(number)
+
+    def finish(self) -> Dataset:
+        if self.ds.skipped:
+            from albert_cli.console import warn
+
+            warn(f"{self.ds.name}: skipped {self.ds.skipped} bad row(s); first: {self.first_skip}")
+        if not self.ds.texts:
+            raise DataError(f"{self.ds.name}: no usable examples (all {self.ds.skipped} rows were bad)")
+        return self.ds
+
+
+def _missing_column(name: str, column: str, option: str, columns: list[str]) -> DataError:
+    shown = ", ".join(repr(c) for c in columns) or "(none)"
+    hint = ""
+    if len(columns) == 1:
+        for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"), (",", "comma")):
+            if sep in columns[0]:
+                hint = f"; the header looks {label}-separated: check the delimiter or --format"
+                break
+    return DataError(f"{name}: no column '{column}' (set it with {option}); columns are: {shown}{hint}")
+
+
+def read_dataset(
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_column: str | None = "label",
+    label_kind: str = "single",
+    skip_bad_rows: bool = False,
+    data: bytes | None = None,
+) -> Dataset:
+    """Read a whole labelled (or unlabelled, with ``label_column=None``) dataset.
+
+    ``label_kind`` is ``single``, ``multi`` or ``regression``.
+    """
+    name = display_name(path)
+    fmt = detect_format(path, fmt)
+    raw = read_bytes(path) if data is None else data
+    if not raw.strip():
+        raise DataError(f"{name}: file is empty")
+    text = decode(raw, name)
+    if not text.strip():
+        raise DataError(f"{name}: file is empty")
+    if fmt in ("csv", "tsv"):
+        return _read_table(text, name, fmt, text_column, text_pair_column, label_column, label_kind, skip_bad_rows)
+    if fmt == "jsonl":
+        return _read_jsonl(text, name, text_column, text_pair_column, label_column, label_kind, skip_bad_rows)
+    return _read_txt(text, name, label_column, label_kind, skip_bad_rows)
+
+
+def _read_table(text, name, fmt, text_column, pair_column, label_column, label_kind, skip_bad_rows) -> Dataset:
+    import pandas as pd
+
+    sep = "," if fmt == "csv" else "\t"
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+            skip_blank_lines=True,
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name}: file is empty") from None
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split()).replace("Error tokenizing data. C error: ", "")
+        raise DataError(f"{name}: malformed {fmt.upper()}: {detail}") from None
+    columns = [str(c) for c in frame.columns]
+    wanted = [(text_column, "--text-column"), (pair_column, "--text-pair-column"), (label_column, "--label-column")]
+    for column, option in wanted:
+        if column is not None and column not in columns:
+            raise _missing_column(name, column, option, columns)
+    if len(frame) == 0:
+        raise DataError(f"{name}: header only, no data rows")
+    if label_column is not None and not any(v.strip() for v in frame[label_column]):
+        raise DataError(f"{name}: label column '{label_column}' is empty in every row")
+    col = _Collector(name, text_column, pair_column, label_column, label_kind, skip_bad_rows, "row")
+    texts = frame[text_column].tolist()
+    pairs = frame[pair_column].tolist() if pair_column else [None] * len(texts)
+    labels = frame[label_column].tolist() if label_column else [None] * len(texts)
+    for i, (t, p, y) in enumerate(zip(texts, pairs, labels), start=1):
+        col.add(i, t, p, y)
+    return col.finish()
+
+
+def _read_jsonl(text, name, text_column, pair_column, label_column, label_kind, skip_bad_rows) -> Dataset:
+    col = _Collector(name, text_column, pair_column, label_column, label_kind, skip_bad_rows, "line")
+    seen_label = False
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{name}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+        for column, option in ((text_column, "--text-column"), (pair_column, "--text-pair-column")):
+            if column is not None and column not in record:
+                raise DataError(
+                    f"{name}: line {lineno}: no field '{column}' (set it with {option}); "
+                    f"fields are: {', '.join(repr(k) for k in record) or '(none)'}"
+                )
+        label = None
+        if label_column is not None:
+            label = record.get(label_column)
+            seen_label = seen_label or not _is_missing(label)
+        col.add(lineno, record.get(text_column), record.get(pair_column) if pair_column else None, label)
+    if not col.ds.texts and not col.ds.skipped:
+        raise DataError(f"{name}: file is empty")
+    if label_column is not None and not seen_label:
+        raise DataError(f"{name}: no record has a '{label_column}' field (set it with --label-column)")
+    return col.finish()
+
+
+def _read_txt(text, name, label_column, label_kind, skip_bad_rows) -> Dataset:
+    labelled = label_column is not None
+    col = _Collector(name, "text", None, "label" if labelled else None, label_kind, skip_bad_rows, "line")
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if labelled:
+            labels, words = [], line.split()
+            while words and words[0].startswith(FASTTEXT_PREFIX):
+                labels.append(words.pop(0)[len(FASTTEXT_PREFIX) :])
+            if not labels:
+                raise DataError(
+                    f"{name}: line {lineno}: no label; plain-text training data needs fastText-style "
+                    f"'{FASTTEXT_PREFIX}LABEL text' lines (or use CSV/TSV/JSONL with a label column)"
+                )
+            label = labels if label_kind == "multi" else labels[0]
+            col.add(lineno, " ".join(words), None, label)
+        else:
+            col.add(lineno, line)
+    return col.finish()
+
+
+def iter_texts(
+    path: str | os.PathLike, fmt: str | None = None, text_column: str = "text"
+) -> Iterator[str]:
+    """Stream the text column (or each line of a text file) without loading the file.
+
+    Blank texts are skipped. Used for SentencePiece training and pretraining corpora.
+    """
+    name = display_name(path)
+    fmt = detect_format(path, fmt)
+    if str(path) == "-":
+        raw = sys.stdin.buffer
+    else:
+        p = _check_path(path)
+        if p.stat().st_size == 0:
+            raise DataError(f"{name}: file is empty")
+        raw = open(p, "rb")
+    stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+    lineno = 0
+    try:
+        if fmt in ("csv", "tsv"):
+            reader = csv.reader(
+                stream,
+                delimiter="," if fmt == "csv" else "\t",
+                quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+            )
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(f"{name}: file is empty") from None
+            if text_column not in header:
+                raise _missing_column(name, text_column, "--text-column", header)
+            index = header.index(text_column)
+            for row in reader:
+                lineno = reader.line_num
+                if index < len(row) and row[index].strip():
+                    yield row[index]
+        elif fmt == "jsonl":
+            for lineno, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{name}: line {lineno}: invalid JSON ({exc.msg})") from None
+                value = record.get(text_column) if isinstance(record, dict) else None
+                if isinstance(value, str) and value.strip():
+                    yield value
+        else:
+            for lineno, line in enumerate(stream, start=1):
+                line = line.rstrip("\r\n")
+                if "\x00" in line:
+                    raise DataError(f"{name}: line {lineno}: contains NUL bytes (binary data?)")
+                if line.strip():
+                    yield line
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: near line {lineno + 1}: not valid UTF-8; save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{name}: line {lineno + 1}: malformed {fmt.upper()}: {exc}") from None
+    finally:
+        if str(path) != "-":
+            raw.close()
