@@ -1,7 +1,196 @@
-"""`albert tokenize train|encode` (placeholder until the text module lands)."""
+"""`albert tokenize train|encode`: build a SentencePiece vocabulary, or encode text with one.
+
+Nothing heavy is imported at module level (sentencepiece is imported inside the
+commands), so `albert --help` stays instant.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
-app = typer.Typer(help="Train a SentencePiece vocabulary or encode text with one.", no_args_is_help=True)
+app = typer.Typer(
+    help="Train a SentencePiece vocabulary (ALBERT recipe) or encode text with one.",
+    no_args_is_help=True,
+)
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    txt = "txt"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+@app.command("train")
+def train(
+    inputs: List[Path] = typer.Argument(
+        ...,
+        help="Training text: plain text (one example per line) or CSV/TSV/JSONL with a text column. "
+        "Several files are concatenated.",
+        show_default=False,
+    ),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Output prefix: writes PREFIX.model, PREFIX.vocab and PREFIX.json (normalizer and training settings).",
+        show_default=False,
+    ),
+    vocab_size: int = typer.Option(30000, "--vocab-size", help="Number of pieces, including the 5 special ones."),
+    fmt: InputFormat = typer.Option(
+        InputFormat.auto, "--format", help="Input format; auto = from the file extension (.csv .tsv .jsonl, else text)."
+    ),
+    text_column: str = typer.Option("text", "--text-column", help="Column (CSV/TSV) or key (JSONL) holding the text."),
+    cased: bool = typer.Option(False, "--cased", help="Keep upper case (default: lowercase, like ALBERT)."),
+    keep_accents: bool = typer.Option(
+        False, "--keep-accents", help="Keep accents and other combining marks (default: strip them after NFKD)."
+    ),
+    input_sentence_size: int = typer.Option(
+        1_000_000,
+        "--input-sentence-size",
+        help="Train on a uniform random sample of at most this many lines (the input is streamed).",
+    ),
+    character_coverage: Optional[float] = typer.Option(
+        None,
+        "--character-coverage",
+        help="Share of characters the vocabulary must cover; default 0.99995, or 0.9995 when the text is "
+        "mostly Chinese/Japanese/Korean.",
+        show_default=False,
+    ),
+    seed: int = typer.Option(12345, "--seed", help="Random seed for line sampling and SentencePiece."),
+) -> None:
+    """Train an ALBERT-style unigram SentencePiece model: <pad>=0 <unk>=1 \\[CLS]=2 \\[SEP]=3 \\[MASK]=4."""
+    import time
+
+    from albert_cli.console import err_console, info
+    from albert_cli.text.normalize import NormalizerOptions
+    from albert_cli.text.spm import train_sentencepiece
+
+    normalizer = NormalizerOptions(lowercase=not cased, strip_accents=not keep_accents)
+    names = ", ".join(str(p) for p in inputs)
+    info(f"training a {vocab_size:,}-piece SentencePiece vocabulary on {names}")
+
+    def on_event(event: str, data: dict) -> None:
+        if event == "train":
+            info(
+                f"read {data['seen']:,} lines; training on {data['sentences']:,} "
+                f"(character coverage {data['character_coverage']}, CJK share {data['cjk_share']:.0%})"
+            )
+
+    t0 = time.time()
+    status = err_console.status("reading input...", spinner="dots") if sys.stderr.isatty() else None
+    if status is not None:
+        status.start()
+    try:
+        paths = train_sentencepiece(
+            [str(p) for p in inputs],
+            output,
+            vocab_size=vocab_size,
+            normalizer=normalizer,
+            input_sentence_size=input_sentence_size,
+            character_coverage=character_coverage,
+            seed=seed,
+            progress=on_event,
+            fmt=None if fmt == InputFormat.auto else fmt.value,
+            text_column=text_column,
+        )
+    finally:
+        if status is not None:
+            status.stop()
+    info(
+        f"wrote {paths['model']}, {paths['vocab']}, {paths['sidecar']} "
+        f"({vocab_size:,} pieces, {time.time() - t0:.1f}s)"
+    )
+
+
+def _quiet_exit() -> None:
+    # stdout was closed (`| head`): stop quietly.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    raise typer.Exit(0)
+
+
+@app.command("encode")
+def encode(
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="SentencePiece model (PREFIX.model); PREFIX.json next to it sets the normalizer.",
+        show_default=False,
+    ),
+    input: str = typer.Argument("-", help="Text file, one example per line; '-' (default) reads standard input."),
+    ids: bool = typer.Option(False, "--ids", help="Print token ids instead of pieces."),
+    cased: Optional[bool] = typer.Option(
+        None, "--cased/--uncased", help="Override the case handling recorded in PREFIX.json.", show_default=False
+    ),
+    keep_accents: Optional[bool] = typer.Option(
+        None,
+        "--keep-accents/--strip-accents",
+        help="Override the accent handling recorded in PREFIX.json.",
+        show_default=False,
+    ),
+) -> None:
+    """Encode text line by line: one output line per input line (pieces, or ids with --ids), no \\[CLS]/\\[SEP]."""
+    from dataclasses import replace
+
+    from albert_cli.errors import DataError
+    from albert_cli.text.spm import SentencePieceTokenizer
+
+    tok = SentencePieceTokenizer.from_file(model)
+    if cased is not None:
+        tok.normalizer = replace(tok.normalizer, lowercase=not cased)
+    if keep_accents is not None:
+        tok.normalizer = replace(tok.normalizer, strip_accents=not keep_accents)
+
+    name = "<stdin>" if input == "-" else input
+    if input == "-":
+        stream = sys.stdin.buffer
+    else:
+        p = Path(input)
+        if not p.exists():
+            raise DataError(f"{p}: no such file")
+        if p.is_dir():
+            raise DataError(f"{p}: is a directory, expected a text file")
+        try:
+            stream = open(p, "rb")
+        except OSError as exc:
+            raise DataError(f"{p}: cannot read ({exc.strerror})") from None
+    out = sys.stdout.buffer
+    try:
+        lineno = 0
+        while True:
+            raw = stream.readline()  # returns as soon as a line is available (works with `tail -f`)
+            if not raw:
+                break
+            lineno += 1
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{name}: line {lineno}, byte {exc.start + 1}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
+                ) from None
+            if text.endswith("\n"):
+                text = text[:-1]
+                if text.endswith("\r"):
+                    text = text[:-1]
+            if ids:
+                line = " ".join(map(str, tok.encode(text)))
+            else:
+                line = " ".join(tok.tokenize(text))
+            out.write(line.encode("utf-8") + b"\n")
+            out.flush()
+    except BrokenPipeError:
+        _quiet_exit()
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()

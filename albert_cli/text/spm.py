@@ -1,0 +1,421 @@
+"""SentencePiece vocabularies the ALBERT way: training and Python-side tokenization.
+
+Training follows the recipe of google-research/albert (``30k-clean.model``)::
+
+    --pad_id=0 --unk_id=1 --eos_id=-1 --bos_id=-1
+    --control_symbols=[CLS],[SEP],[MASK]
+    --user_defined_symbols=(,),",-,.,–,£,€
+    --shuffle_input_sentence=true --model_type=unigram
+    --character_coverage=0.99995   (0.9995 for CJK-heavy text)
+
+so ids 0..4 are ``<pad> <unk> [CLS] [SEP] [MASK]``. Texts are normalized with
+:func:`albert_cli.text.normalize.normalize_text` (ALBERT's
+preprocess_text, with HF's per-character lowercasing) before training, and the
+options are recorded in the ``PREFIX.json`` sidecar so that encoding later uses
+the same normalization.
+
+Tokenization reproduces Hugging Face 4.x ``AlbertTokenizer._tokenize``
+(including the digit-comma re-split). Known difference: HF splits its special
+tokens (``[CLS]``, ``[SEP]``, ``[MASK]``, ``<pad>``, ``<unk>``) out of raw text
+before SentencePiece; we treat such strings as ordinary text (as the original
+google-research/albert tokenizer does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from albert_cli.errors import DataError, ModelError, UsageError
+from albert_cli.text.normalize import NormalizerOptions, normalize_text
+
+SPIECE_UNDERLINE = "\u2581"
+PAD, UNK, CLS, SEP, MASK = "<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"
+CONTROL_SYMBOLS = (CLS, SEP, MASK)
+USER_DEFINED_SYMBOLS = ("(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac")
+CHARACTER_COVERAGE_DEFAULT = 0.99995
+CHARACTER_COVERAGE_CJK = 0.9995
+CJK_SHARE_THRESHOLD = 0.20
+DEFAULT_INPUT_SENTENCE_SIZE = 1_000_000
+MAX_SENTENCE_LENGTH = 16384  # bytes; SentencePiece's default (4192) silently drops long paragraphs
+SIDECAR_VERSION = 1
+
+_CJK_RANGES = (
+    (0x3040, 0x30FF),  # hiragana, katakana
+    (0x3400, 0x4DBF),  # CJK ext A
+    (0x4E00, 0x9FFF),  # CJK unified
+    (0xAC00, 0xD7AF),  # hangul syllables
+    (0xF900, 0xFAFF),  # CJK compatibility
+    (0x20000, 0x3134F),  # CJK ext B..G
+)
+
+
+def _is_cjk(ch: str) -> bool:
+    cp = ord(ch)
+    for lo, hi in _CJK_RANGES:
+        if lo <= cp <= hi:
+            return True
+    return False
+
+
+def cjk_share(texts: Iterable[str]) -> float:
+    """Share of non-space characters that are CJK (Chinese, Japanese kana, Hangul)."""
+    total = cjk = 0
+    for text in texts:
+        for ch in text:
+            if ch.isspace():
+                continue
+            total += 1
+            if _is_cjk(ch):
+                cjk += 1
+    return cjk / total if total else 0.0
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """``PREFIX.model`` -> ``PREFIX.json``."""
+    p = Path(model_path)
+    return p.with_suffix(".json") if p.suffix == ".model" else Path(str(p) + ".json")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _iter_inputs(inputs, fmt: str | None, text_column: str) -> Iterator[str]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else None
+    if items is not None and all(isinstance(x, (str, os.PathLike)) for x in items) and items:
+        # Paths. (A list of plain strings is always treated as paths; pass an
+        # iterator/generator to train on texts directly.)
+        from albert_cli.data.readers import iter_texts
+
+        for path in items:
+            yield from iter_texts(path, fmt=fmt, text_column=text_column)
+    else:
+        for text in items if items is not None else inputs:
+            yield text
+
+
+def _reservoir(lines: Iterable[str], size: int, seed: int, on_line: Callable[[int], None] | None):
+    """Uniform sample of at most `size` lines from a stream (Algorithm R). Returns (sample, n_seen)."""
+    rng = random.Random(seed)
+    sample: list[str] = []
+    n = 0
+    for line in lines:
+        n += 1
+        if len(sample) < size:
+            sample.append(line)
+        else:
+            j = rng.randrange(n)
+            if j < size:
+                sample[j] = line
+        if on_line is not None and n % 10000 == 0:
+            on_line(n)
+    if on_line is not None:
+        on_line(n)
+    return sample, n
+
+
+_TOO_SMALL = re.compile(r"smaller than required_chars\. (\d+) vs (\d+)")
+_TOO_HIGH = re.compile(r"Vocabulary size (?:is )?too high \((\d+)\).*?<=\s*(\d+)", re.S)
+
+
+def train_sentencepiece(
+    inputs,
+    prefix: str | os.PathLike,
+    vocab_size: int = 30000,
+    normalizer: NormalizerOptions = NormalizerOptions(),
+    input_sentence_size: int = DEFAULT_INPUT_SENTENCE_SIZE,
+    character_coverage: float | None = None,
+    seed: int = 12345,
+    progress: bool | Callable[[str, dict], None] = False,
+    fmt: str | None = None,
+    text_column: str = "text",
+    num_threads: int | None = None,
+) -> dict[str, Path]:
+    """Train an ALBERT-style unigram SentencePiece model; returns ``{"model", "vocab", "sidecar"}`` paths.
+
+    `inputs`: a path, a list of paths (txt/csv/tsv/jsonl, read with
+    ``albert_cli.data.readers.iter_texts``), or an iterator of texts.
+    Lines are streamed; when there are more than `input_sentence_size`
+    non-blank texts, a uniform reservoir sample of that many is used.
+    `character_coverage=None` picks 0.99995, or 0.9995 when more than 20% of
+    the sampled characters are CJK.
+    `progress`: True shows a rich progress bar on stderr; a callable receives
+    ``(event, info)`` (``"read"``, ``{"lines": n}``) and (``"train"``, ``{...}``).
+    """
+    import sentencepiece as spm
+
+    if vocab_size < 10:
+        raise UsageError(f"--vocab-size must be at least 10, got {vocab_size}")
+    if input_sentence_size < 1:
+        raise UsageError(f"--input-sentence-size must be positive, got {input_sentence_size}")
+    if character_coverage is not None and not (0.9 <= character_coverage <= 1.0):
+        raise UsageError(f"--character-coverage must be between 0.9 and 1.0, got {character_coverage}")
+    prefix = Path(prefix)
+    out_dir = prefix.parent if str(prefix.parent) else Path(".")
+    if not out_dir.is_dir():
+        raise DataError(f"{out_dir}: output directory does not exist")
+    if not os.access(out_dir, os.W_OK):
+        raise DataError(f"{out_dir}: output directory is not writable")
+
+    bar = None
+    callback = progress if callable(progress) else None
+    if progress is True:
+        from albert_cli.console import progress as make_progress
+
+        bar = make_progress(transient=True)
+        bar.start()
+        task = bar.add_task("reading", total=None, status="")
+
+        def callback(event, info):  # noqa: F811
+            if event == "read":
+                bar.update(task, completed=info["lines"], status=f"{info['lines']:,} lines")
+
+    try:
+        texts = (normalize_text(t, normalizer) for t in _iter_inputs(inputs, fmt, text_column))
+        texts = (t for t in texts if t)
+        t0 = time.time()
+        sample, n_seen = _reservoir(
+            texts, input_sentence_size, seed, (lambda n: callback("read", {"lines": n})) if callback else None
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+    if not sample:
+        names = ", ".join(str(p) for p in inputs) if isinstance(inputs, (list, tuple)) else "input"
+        raise DataError(f"{names}: no text to train on (all lines are empty)")
+
+    share = cjk_share(sample[:: max(1, len(sample) // 20000)])
+    if character_coverage is None:
+        character_coverage = CHARACTER_COVERAGE_CJK if share > CJK_SHARE_THRESHOLD else CHARACTER_COVERAGE_DEFAULT
+
+    settings = {
+        "model_type": "unigram",
+        "vocab_size": vocab_size,
+        "character_coverage": character_coverage,
+        "input_sentence_size": input_sentence_size,
+        "seed": seed,
+        "pad_id": 0,
+        "unk_id": 1,
+        "bos_id": -1,
+        "eos_id": -1,
+        "control_symbols": list(CONTROL_SYMBOLS),
+        "user_defined_symbols": list(USER_DEFINED_SYMBOLS),
+        "shuffle_input_sentence": True,
+        "max_sentence_length": MAX_SENTENCE_LENGTH,
+    }
+    if callback:
+        callback("train", {"sentences": len(sample), "seen": n_seen, "cjk_share": share, **settings})
+
+    n_sample = len(sample)
+
+    def drain() -> Iterator[str]:
+        # Hand lines to SentencePiece while freeing ours (it keeps its own copy).
+        while sample:
+            yield sample.pop()
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=out_dir))
+    try:
+        tmp_prefix = tmp / "spm"
+        spm.set_random_generator_seed(seed)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=drain(),
+                model_prefix=str(tmp_prefix),
+                model_type="unigram",
+                vocab_size=vocab_size,
+                character_coverage=character_coverage,
+                input_sentence_size=input_sentence_size,
+                shuffle_input_sentence=True,
+                pad_id=0,
+                unk_id=1,
+                bos_id=-1,
+                eos_id=-1,
+                control_symbols=list(CONTROL_SYMBOLS),
+                user_defined_symbols=list(USER_DEFINED_SYMBOLS),
+                max_sentence_length=MAX_SENTENCE_LENGTH,
+                num_threads=num_threads or max(1, os.cpu_count() or 1),
+                minloglevel=0 if os.environ.get("ALBERT_DEBUG") else 2,
+            )
+        except RuntimeError as exc:
+            msg = " ".join(str(exc).split())
+            m = _TOO_HIGH.search(msg)
+            if m:
+                raise DataError(
+                    f"--vocab-size {vocab_size} is too large for this data ({n_sample:,} lines): "
+                    f"SentencePiece can build at most {m.group(2)} pieces; use --vocab-size {m.group(2)} or less, "
+                    f"or add more text"
+                ) from None
+            m = _TOO_SMALL.search(msg)
+            if m:
+                raise DataError(
+                    f"--vocab-size {vocab_size} is too small for this data: it needs at least {m.group(2)} pieces "
+                    f"for its characters and the special symbols; use --vocab-size {m.group(2)} or more, "
+                    f"or a lower --character-coverage"
+                ) from None
+            raise DataError(f"SentencePiece training failed: {msg}") from None
+        sidecar = {
+            "format": "albert-cli-sentencepiece",
+            "version": SIDECAR_VERSION,
+            "normalizer": normalizer.to_dict(),
+            "training": {**settings, "sentences": n_sample, "lines_seen": n_seen, "cjk_share": round(share, 4)},
+            "special_ids": {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4},
+            "seconds": round(time.time() - t0, 2),
+        }
+        (tmp / "spm.json").write_text(json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        paths = {
+            "model": Path(str(prefix) + ".model"),
+            "vocab": Path(str(prefix) + ".vocab"),
+            "sidecar": Path(str(prefix) + ".json"),
+        }
+        # model last: a `.model` with a stale sidecar is worse than the reverse.
+        os.replace(tmp / "spm.vocab", paths["vocab"])
+        os.replace(tmp / "spm.json", paths["sidecar"])
+        os.replace(tmp / "spm.model", paths["model"])
+        return paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+class SentencePieceTokenizer:
+    """ALBERT tokenization with a SentencePiece model (HF 4.x ``AlbertTokenizer`` semantics)."""
+
+    def __init__(self, processor, normalizer: NormalizerOptions, path: str | None = None):
+        self._sp = processor
+        self.normalizer = normalizer
+        self.path = path
+
+    # -- loading
+    @classmethod
+    def from_file(cls, model_path: str | os.PathLike, normalizer: NormalizerOptions | None = None):
+        """Load ``PREFIX.model``; without `normalizer`, read ``PREFIX.json`` if present, else ALBERT defaults."""
+        p = Path(model_path)
+        if not p.exists():
+            raise ModelError(f"{p}: no such SentencePiece model file")
+        if p.is_dir():
+            raise ModelError(f"{p}: is a directory, expected a SentencePiece .model file")
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{p}: cannot read ({exc.strerror})") from None
+        tok = cls.from_bytes(data, normalizer=normalizer, name=str(p))
+        if normalizer is None:
+            side = sidecar_path(p)
+            if side.is_file():
+                try:
+                    meta = json.loads(side.read_text(encoding="utf-8"))
+                    tok.normalizer = NormalizerOptions.from_dict(meta.get("normalizer"))
+                except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+                    raise ModelError(f"{side}: not a valid tokenizer sidecar ({exc})") from None
+        return tok
+
+    @classmethod
+    def from_bytes(cls, data: bytes, normalizer: NormalizerOptions | None = None, name: str = "<bytes>"):
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor()
+        try:
+            if not data:
+                raise ValueError("empty")
+            sp.LoadFromSerializedProto(data)
+            ok = sp.GetPieceSize() > 0
+        except Exception:
+            ok = False
+        if not ok:
+            raise ModelError(f"{name}: not a SentencePiece model")
+        return cls(sp, normalizer or NormalizerOptions(), path=name)
+
+    # -- vocabulary
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.GetPieceSize()
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def id_to_piece(self, index: int) -> str:
+        if not 0 <= int(index) < self.vocab_size:
+            raise IndexError(f"token id {index} out of range [0, {self.vocab_size})")
+        return self._sp.IdToPiece(int(index))
+
+    def piece_to_id(self, piece: str) -> int:
+        """Id of `piece`, or the unk id when the vocabulary lacks it."""
+        return self._sp.PieceToId(piece)
+
+    def _special(self, piece: str) -> int:
+        i = self._sp.PieceToId(piece)
+        if self._sp.IdToPiece(i) != piece:
+            raise ModelError(
+                f"{self.path}: SentencePiece model has no '{piece}' piece; "
+                "train it with 'albert tokenize train' (ALBERT special symbols)"
+            )
+        return i
+
+    @property
+    def pad_id(self) -> int:
+        return self._special(PAD)
+
+    @property
+    def unk_id(self) -> int:
+        return self._sp.unk_id()
+
+    @property
+    def cls_id(self) -> int:
+        return self._special(CLS)
+
+    @property
+    def sep_id(self) -> int:
+        return self._special(SEP)
+
+    @property
+    def mask_id(self) -> int:
+        return self._special(MASK)
+
+    def serialized_model(self) -> bytes:
+        """The model proto bytes (for ``tensorflow_text.SentencepieceTokenizer(model=...)``)."""
+        return self._sp.serialized_model_proto()
+
+    # -- tokenization
+    def preprocess(self, text: str) -> str:
+        return normalize_text(text, self.normalizer)
+
+    def tokenize(self, text: str) -> list[str]:
+        """Pieces, as HF 4.x ``AlbertTokenizer._tokenize`` (with the digit-comma re-split)."""
+        sp = self._sp
+        pieces = sp.EncodeAsPieces(self.preprocess(text))
+        out: list[str] = []
+        for piece in pieces:
+            if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit():
+                # `9,9` -> ['▁9', ',', '9'] instead of ['▁9,', '9'] (google-research/bert README)
+                cur = sp.EncodeAsPieces(piece[:-1].replace(SPIECE_UNDERLINE, ""))
+                if piece[0] != SPIECE_UNDERLINE and cur and cur[0][0] == SPIECE_UNDERLINE:
+                    if len(cur[0]) == 1:
+                        cur = cur[1:]
+                    else:
+                        cur[0] = cur[0][1:]
+                cur.append(piece[-1])
+                out.extend(cur)
+            else:
+                out.append(piece)
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids without [CLS]/[SEP]."""
+        return [self._sp.PieceToId(p) for p in self.tokenize(text)]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._sp.DecodeIds([int(i) for i in ids])
