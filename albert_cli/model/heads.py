@@ -1,0 +1,176 @@
+"""Task heads on top of `AlbertBackbone` (Keras 3, backend-agnostic).
+
+Canonical variable paths of the heads: `classifier/{kernel,bias}`,
+`mlm_head/dense/{kernel,bias}`, `mlm_head/layer_norm/{gamma,beta}`,
+`mlm_head/output_bias`, `sop_head/{kernel,bias}`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from albert_cli.model.backbone import AlbertBackbone, get_activation
+
+TASKS = ("single_label", "multi_label", "regression")
+
+
+def logits_to_probabilities(logits, task: str):
+    """Softmax (single_label), sigmoid (multi_label) or identity (regression)."""
+    if task == "single_label":
+        return ops.softmax(logits, axis=-1)
+    if task == "multi_label":
+        return ops.sigmoid(logits)
+    if task == "regression":
+        return logits
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def _deserialize_backbone(backbone):
+    if isinstance(backbone, dict):
+        return keras.saving.deserialize_keras_object(backbone)
+    return backbone
+
+
+@keras.saving.register_keras_serializable(package="albert_cli")
+class AlbertClassifier(keras.Model):
+    """Backbone -> dropout -> dense(num_labels) on `pooled_output`; outputs logits.
+
+    `task` decides how logits become probabilities (`logits_to_probabilities`)
+    and which loss the trainer uses; it does not change the graph.
+    """
+
+    def __init__(self, backbone: AlbertBackbone, num_labels: int, task: str = "single_label",
+                 dropout: float = 0.1, **kwargs):
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if num_labels < 1:
+            raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+        backbone = _deserialize_backbone(backbone)
+        inputs = dict(backbone.input)
+        pooled = backbone(inputs)["pooled_output"]
+        x = layers.Dropout(dropout, name="classifier_dropout")(pooled)
+        init = keras.initializers.TruncatedNormal(stddev=backbone.config.initializer_range)
+        logits = layers.Dense(num_labels, kernel_initializer=init, name="classifier")(x)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.num_labels = num_labels
+        self.task = task
+        self.dropout = dropout
+
+    def probabilities(self, logits):
+        """Map this model's logits to probabilities (or values for regression)."""
+        return logits_to_probabilities(logits, self.task)
+
+    def get_config(self):
+        return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_labels": self.num_labels,
+                "task": self.task, "dropout": self.dropout, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="albert_cli")
+class AlbertMaskedLMHead(layers.Layer):
+    """MLM head: gather `mask_positions`, dense H->E + activation, LayerNorm,
+    then logits against the (tied) word-embedding matrix plus an output bias.
+
+    Call with `(sequence_output [B,S,H], mask_positions [B,P])` -> `[B,P,V]`.
+    The decoder matrix is the backbone's `token_embedding` layer passed in.
+    """
+
+    def __init__(self, token_embedding: layers.Embedding, hidden_act: str = "gelu",
+                 layer_norm_eps: float = 1e-12, initializer_range: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.token_embedding = token_embedding
+        self.hidden_act = hidden_act
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.activation = get_activation(hidden_act)
+        self.dense = layers.Dense(token_embedding.output_dim, name="dense", dtype=self.dtype_policy,
+                                  kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        self.layer_norm = layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm",
+                                                    dtype=self.dtype_policy)
+
+    def build(self, sequence_output_shape, mask_positions_shape=None):
+        self.dense.build(tuple(sequence_output_shape))
+        self.layer_norm.build(tuple(sequence_output_shape[:-1]) + (self.token_embedding.output_dim,))
+        self.output_bias = self.add_weight(name="output_bias", shape=(self.token_embedding.input_dim,),
+                                           initializer="zeros")
+
+    def call(self, sequence_output, mask_positions):
+        positions = ops.cast(mask_positions, "int32")[:, :, None]
+        gathered = ops.take_along_axis(sequence_output, positions, axis=1)
+        x = self.layer_norm(self.activation(self.dense(gathered)))
+        logits = ops.matmul(x, ops.transpose(ops.cast(self.token_embedding.embeddings, x.dtype)))
+        return logits + ops.cast(self.output_bias, x.dtype)
+
+    def compute_output_shape(self, sequence_output_shape, mask_positions_shape=None):
+        return tuple(mask_positions_shape) + (self.token_embedding.input_dim,)
+
+    def get_config(self):
+        # The tied embedding layer is not serialised: AlbertPretrainer rebuilds it.
+        return {**super().get_config(), "hidden_act": self.hidden_act, "layer_norm_eps": self.layer_norm_eps,
+                "initializer_range": self.initializer_range}
+
+
+@keras.saving.register_keras_serializable(package="albert_cli")
+class AlbertSOPHead(layers.Layer):
+    """Sentence-order prediction: dense(2) on `pooled_output` -> logits [B, 2]."""
+
+    def __init__(self, initializer_range: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.initializer_range = initializer_range
+
+    def build(self, input_shape):
+        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], 2), initializer=init)
+        self.bias = self.add_weight(name="bias", shape=(2,), initializer="zeros")
+
+    def call(self, pooled_output):
+        return ops.matmul(pooled_output, self.kernel) + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (2,)
+
+    def get_config(self):
+        return {**super().get_config(), "initializer_range": self.initializer_range}
+
+
+@keras.saving.register_keras_serializable(package="albert_cli")
+class AlbertPretrainer(keras.Model):
+    """Backbone + MLM + SOP heads.
+
+    Inputs: the backbone inputs plus `mask_positions` (int32 [B, P]).
+    Outputs: `mlm_logits` [B, P, V], `sop_logits` [B, 2].
+    """
+
+    def __init__(self, backbone: AlbertBackbone, **kwargs):
+        backbone = _deserialize_backbone(backbone)
+        cfg = backbone.config
+        inputs = dict(backbone.input)
+        inputs["mask_positions"] = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
+        outputs = backbone({k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")})
+        mlm_head = AlbertMaskedLMHead(backbone.token_embedding, cfg.hidden_act, cfg.layer_norm_eps,
+                                      cfg.initializer_range, name="mlm_head")
+        sop_head = AlbertSOPHead(cfg.initializer_range, name="sop_head")
+        super().__init__(
+            inputs=inputs,
+            outputs={
+                "mlm_logits": mlm_head(outputs["sequence_output"], inputs["mask_positions"]),
+                "sop_logits": sop_head(outputs["pooled_output"]),
+            },
+            **kwargs,
+        )
+        self.backbone = backbone
+        self.mlm_head = mlm_head
+        self.sop_head = sop_head
+
+    def get_config(self):
+        return {"backbone": keras.saving.serialize_keras_object(self.backbone), "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
