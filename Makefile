@@ -18,7 +18,7 @@ install: $(BIN)/.installed
 
 quickstart: install
 	$(BIN)/albert finetune sample_data/news.csv -o $(OUT)/news-model --overwrite
-	head -n 5 sample_data/news_test.csv | tail -n 4 | cut -d, -f1 | $(BIN)/albert predict $(OUT)/news-model -
+	$(BIN)/albert predict $(OUT)/news-model sample_data/headlines.txt
 	$(BIN)/albert evaluate $(OUT)/news-model sample_data/news_test.csv
 
 # pytest exits 5 when it collects no test: that fails here, as it should.

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     from albert_cli.errors import EXIT_INTERRUPTED, AlbertError, Interrupted, install_signal_handlers
 
     install_signal_handlers()
+    from albert_cli._tf import setup_env
+
+    setup_env()  # environment only: TensorFlow reads it when (and if) a command imports it
     if "--debug" in (argv if argv is not None else sys.argv[1:]):
         os.environ["ALBERT_DEBUG"] = "1"
     try:

@@ -1,12 +1,45 @@
-"""`albert embed` (not built yet)."""
+"""`albert embed`: sentence vectors for semantic matching and retrieval, one JSON line per input line."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
 
-def embed(ctx: typer.Context) -> None:
-    """Not built yet."""
-    from albert_cli.errors import AlbertError
+def embed(
+    model: str = typer.Argument(
+        ...,
+        help="Any ALBERT checkpoint directory: Google TF1 (albert_config.json + model.ckpt), "
+        "Hugging Face (config.json + model.safetensors) or a model written by `albert finetune`.",
+    ),
+    input: str = typer.Argument("-", help="Text file, one text per line; '-' for stdin."),
+    pooling: str = typer.Option(
+        "pooler", "--pooling", "-p",
+        help="pooler: tanh pooler output; cls: [CLS] hidden state; mean: mean over the real tokens.",
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
+    max_seq_length: Optional[int] = typer.Option(
+        None, "--max-seq-length", help="Longer texts are truncated [default: min(512, the model's maximum)]."
+    ),
+    normalize: bool = typer.Option(
+        False, "--normalize/--no-normalize", help="Scale every vector to unit L2 norm (dot product = cosine)."
+    ),
+) -> None:
+    """Embed texts. Prints {"embedding": [...]} per input line, in order (an empty or undecodable
+    line gives {"error": ..., "line": N}); output is flushed per batch, so it streams from stdin."""
+    import os
 
-    raise AlbertError("'albert embed' is not built yet")
+    from albert_cli.errors import DataError
+
+    if input != "-":
+        if not os.path.exists(input):
+            raise DataError(f"{input}: no such file")
+        if os.path.isdir(input):
+            raise DataError(f"{input}: is a directory, expected a text file")
+    from albert_cli.embed import Embedder, embed_lines
+
+    embedder = Embedder(
+        model, pooling=pooling, batch_size=batch_size, max_seq_length=max_seq_length, normalize=normalize
+    )
+    embed_lines(embedder, input)

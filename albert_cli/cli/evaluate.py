@@ -1,12 +1,45 @@
-"""`albert evaluate` (not built yet)."""
+"""`albert evaluate`: accuracy, F1, per-class scores and the confusion matrix on labelled data."""
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Optional
+
 import typer
 
+from albert_cli.cli.options import FormatOpt, SkipBadRowsOpt
 
-def evaluate(ctx: typer.Context) -> None:
-    """Not built yet."""
-    from albert_cli.errors import AlbertError
 
-    raise AlbertError("'albert evaluate' is not built yet")
+def evaluate(
+    model: str = typer.Argument(..., help="Model directory written by `albert finetune`."),
+    test: str = typer.Argument(..., help="Labelled test data (CSV, TSV, JSONL or fastText-style text), '-' for stdin."),
+    fmt: Optional[str] = FormatOpt,
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column [default: the model's]."),
+    text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column", help="Second text column (pair models)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column [default: the model's]."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
+    output: Optional[str] = typer.Option(None, "--output", help="Also write the JSON report to this file."),
+    predictions: Optional[str] = typer.Option(None, "--predictions", help="Write per-row predictions (JSONL) to this file."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Multi-label: one threshold for every label."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
+    skip_bad_rows: bool = SkipBadRowsOpt,
+) -> None:
+    """Evaluate a model on labelled data: accuracy, macro/micro/weighted F1, per-class P/R/F1, confusion matrix
+    (multi-label: subset accuracy, micro/macro F1; regression: MSE, Pearson, Spearman)."""
+    from albert_cli.evaluate import evaluate as run, print_report, write_json, write_predictions
+
+    report, rows = run(
+        model, test, fmt=fmt, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
+        batch_size=batch_size, skip_bad_rows=skip_bad_rows, threshold=threshold,
+    )
+    if output:
+        write_json(output, report)
+    if predictions:
+        write_predictions(predictions, rows)
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        from rich.console import Console
+
+        print_report(report, Console(highlight=False))

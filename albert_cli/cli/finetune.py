@@ -1,12 +1,93 @@
-"""`albert finetune` (not built yet)."""
+"""`albert finetune`: train a text classifier and write a model directory."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from albert_cli.cli.options import (
+    FormatOpt,
+    LabelColumnOpt,
+    SkipBadRowsOpt,
+    TextColumnOpt,
+    TextPairColumnOpt,
+)
 
-def finetune(ctx: typer.Context) -> None:
-    """Not built yet."""
-    from albert_cli.errors import AlbertError
 
-    raise AlbertError("'albert finetune' is not built yet")
+def finetune(
+    train: str = typer.Argument(..., help="Training data: CSV, TSV, JSONL or fastText-style text ('-' for stdin)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model directory to write (a TensorFlow SavedModel)."),
+    dev: Optional[str] = typer.Option(None, "--dev", help="Dev data for evaluation, best-model selection and early stopping."),
+    dev_split: Optional[float] = typer.Option(None, "--dev-split", help="Hold out this fraction of TRAIN as dev (e.g. 0.1)."),
+    init: Optional[str] = typer.Option(
+        None, "--init", help="Start from a pretrained model: our model directory, a Google ALBERT checkpoint or an HF directory."
+    ),
+    config: Optional[str] = typer.Option(
+        None, "--config", help="Shape of a new model (without --init): preset tiny|small|base|large or a JSON file."
+    ),
+    tokenizer: Optional[Path] = typer.Option(
+        None, "--tokenizer", help="SentencePiece model (from `albert tokenize train`) for a new model [default: train one]."
+    ),
+    task: str = typer.Option("single_label", "--task", help="single_label, multi_label or regression."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Same as --task multi_label ('a|b' labels in CSV, lists in JSONL)."),
+    fmt: Optional[str] = FormatOpt,
+    text_column: str = TextColumnOpt,
+    text_pair_column: Optional[str] = TextPairColumnOpt,
+    label_column: str = LabelColumnOpt,
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs [default: 8 from scratch, 3 with --init]."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Examples per training step."),
+    learning_rate: Optional[float] = typer.Option(
+        None, "--learning-rate", "--lr", help="Peak learning rate [default: 5e-4 from scratch, 3e-5 with --init]."
+    ),
+    warmup_ratio: float = typer.Option(0.1, "--warmup-ratio", help="Fraction of steps for linear warm-up."),
+    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on LayerNorm and biases)."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate [default: the model config's]."),
+    max_seq_length: Optional[int] = typer.Option(
+        None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512]."
+    ),
+    vocab_size: Optional[int] = typer.Option(
+        None, "--vocab-size", help="SentencePiece vocabulary size for a new model [default: 8000, less if the data is small]."
+    ),
+    seed: int = typer.Option(42, "--seed", help="Random seed (data order, initialisation, dropout)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate on dev every N steps [default: each epoch]."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N evaluations without improvement."),
+    metric: Optional[str] = typer.Option(
+        None, "--metric", help="Dev metric that picks the best model: accuracy, macro_f1, micro_f1, loss, mse, pearson."
+    ),
+    class_weights: Optional[str] = typer.Option(None, "--class-weights", help="'balanced' to weight classes by inverse frequency."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps [default: each epoch]."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N steps."),
+    skip_bad_rows: bool = SkipBadRowsOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    deterministic: bool = typer.Option(
+        True, "--deterministic/--no-deterministic", help="TensorFlow op determinism (same seed, same model)."
+    ),
+) -> None:
+    """Fine-tune ALBERT on labelled text and write a model directory (a SavedModel that serves raw text).
+
+    Without --init, trains a SentencePiece vocabulary and a small ALBERT from scratch.
+    """
+    from albert_cli.train.finetune import FinetuneOptions, run_finetune
+
+    opts = FinetuneOptions(
+        train=train, output=str(output), dev=dev, dev_split=dev_split, init=init, config=config, tokenizer=str(tokenizer) if tokenizer else None,
+        task="multi_label" if multi_label else task, format=fmt, text_column=text_column,
+        text_pair_column=text_pair_column, label_column=label_column, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout,
+        max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
+        metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
+        overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps,
+    )
+    result = run_finetune(opts)
+    from albert_cli.console import info
+
+    info(f"[green]wrote[/green] {output}")
+    summary = {"output": str(output), **{k: v for k, v in result.items() if k != "dev_metrics"}}
+    if result.get("dev_metrics"):
+        summary["dev"] = {k: v for k, v in result["dev_metrics"].items() if isinstance(v, (int, float))}
+    sys.stdout.write(json.dumps(summary) + "\n")

@@ -78,6 +78,22 @@ def cjk_share(texts: Iterable[str]) -> float:
     return cjk / total if total else 0.0
 
 
+class VocabTooLarge(DataError):
+    """The data cannot support the requested vocabulary; `max_size` is what it can."""
+
+    def __init__(self, message: str, max_size: int):
+        super().__init__(message)
+        self.max_size = max_size
+
+
+def write_sidecar(model_path: str | os.PathLike, normalizer: NormalizerOptions, **extra) -> Path:
+    """Record the normalizer next to a model copied from elsewhere (``PREFIX.json``)."""
+    side = sidecar_path(model_path)
+    data = {"format": "albert-cli-sentencepiece", "version": SIDECAR_VERSION, "normalizer": normalizer.to_dict(), **extra}
+    side.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return side
+
+
 def sidecar_path(model_path: str | os.PathLike) -> Path:
     """``PREFIX.model`` -> ``PREFIX.json``."""
     p = Path(model_path)
@@ -249,10 +265,11 @@ def train_sentencepiece(
             msg = " ".join(str(exc).split())
             m = _TOO_HIGH.search(msg)
             if m:
-                raise DataError(
+                raise VocabTooLarge(
                     f"--vocab-size {vocab_size} is too large for this data ({n_sample:,} lines): "
                     f"SentencePiece can build at most {m.group(2)} pieces; use --vocab-size {m.group(2)} or less, "
-                    f"or add more text"
+                    f"or add more text",
+                    max_size=int(m.group(2)),
                 ) from None
             m = _TOO_SMALL.search(msg)
             if m:

@@ -1,0 +1,187 @@
+"""The one model directory format shared by every command.
+
+A finished model directory ``OUT`` is a TensorFlow SavedModel (``saved_model.pb``
+at its root) whose ``serving_default`` signature takes raw strings. Next to the
+graph, ``OUT/assets`` holds everything needed to rebuild or continue training:
+
+* ``albert_cli.json`` - format version, task, labels, thresholds, normalizer,
+  tokenizer, sequence length, columns, training metadata and metrics;
+* ``config.json`` + ``model.safetensors`` - the weights under Hugging Face
+  names (an HF ``AlbertForSequenceClassification`` directory, readable by
+  ``finetune --init`` and by ``transformers``);
+* ``spiece.model`` - the SentencePiece model.
+
+``OUT/logs`` holds TensorBoard logs and ``OUT/checkpoints`` the last training
+checkpoint. While training runs, all of this is built in ``OUT.partial`` and
+renamed into place only when complete, so an interrupted run never leaves a
+half-written ``OUT`` (``--resume`` continues from ``OUT.partial``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from albert_cli.errors import ModelError, UsageError
+
+FORMAT = "albert-cli-model"
+FORMAT_VERSION = 1
+META_FILE = "albert_cli.json"
+ASSETS = "assets"
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass
+class ModelMeta:
+    task: str  # single_label | multi_label | regression
+    labels: list[str]
+    normalizer: dict
+    max_seq_length: int
+    tokenizer: dict = field(default_factory=lambda: {"kind": "sentencepiece", "file": "spiece.model"})
+    thresholds: list[float] | None = None
+    pair: bool = False
+    columns: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelMeta":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def partial_dir(out: Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def prepare_output(out: Path, overwrite: bool, resume: bool) -> Path:
+    """Check that OUT may be written; return the staging directory to build it in."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
+        raise UsageError(f"{out}: directory exists and is not empty (use --overwrite to replace it)")
+    parent = out.resolve().parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True)
+        except OSError as exc:
+            raise UsageError(f"{out}: cannot create the parent directory ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{out}: cannot write to {parent} (permission denied)")
+    staging = partial_dir(out)
+    if resume:
+        if not staging.is_dir() and not (out / "checkpoints").is_dir():
+            raise UsageError(f"{out}: nothing to resume (no {staging.name}/ or {out.name}/checkpoints)")
+        if not staging.is_dir():  # resume from the checkpoints of a finished model
+            shutil.copytree(out / "checkpoints", staging / "checkpoints")
+            if (out / ASSETS).is_dir():
+                shutil.copytree(out / ASSETS, staging / "resume_assets")
+    else:
+        if staging.exists():
+            shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        try:
+            fd = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+
+def commit(staging: Path, out: Path) -> None:
+    """Atomically replace OUT by the finished staging directory."""
+    staging, out = Path(staging), Path(out)
+    _fsync_tree(staging)
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{int(time.time())}")
+        os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def open_model_dir(path) -> tuple[Path, ModelMeta]:
+    """Validate an albert-cli model directory and read its metadata (no TensorFlow)."""
+    path = Path(path)
+    if not path.exists():
+        partial = partial_dir(path)
+        hint = f" (an unfinished run is in {partial.name}/: use finetune --resume)" if partial.is_dir() else ""
+        raise ModelError(f"{path}: no such model directory{hint}")
+    if not path.is_dir():
+        raise ModelError(f"{path}: is a file, expected a model directory")
+    if not any(path.iterdir()):
+        raise ModelError(f"{path}: model directory is empty")
+    if not (path / "saved_model.pb").is_file():
+        raise ModelError(f"{path}: not an albert-cli model (no saved_model.pb)")
+    meta_path = path / ASSETS / META_FILE
+    if not meta_path.is_file():
+        raise ModelError(f"{path}: a SavedModel, but not one written by albert-cli (no {ASSETS}/{META_FILE})")
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{meta_path}: corrupted model metadata ({exc})") from None
+    if data.get("format") != FORMAT:
+        raise ModelError(f"{meta_path}: not albert-cli model metadata")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(f"{path}: written by a newer albert-cli (format {data.get('format_version')})")
+    try:
+        return path, ModelMeta.from_dict(data)
+    except TypeError as exc:
+        raise ModelError(f"{meta_path}: corrupted model metadata ({exc})") from None
+
+
+def load_saved_model(path: Path):
+    """Load the SavedModel, turning TensorFlow's errors into one-line ModelErrors."""
+    from albert_cli._tf import import_tf
+
+    tf = import_tf()
+    import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+
+    try:
+        return tf.saved_model.load(str(path))
+    except Exception as exc:  # corrupted variables, truncated graph, missing op, ...
+        first = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{path}: cannot load the SavedModel ({type(exc).__name__}: {first})") from None

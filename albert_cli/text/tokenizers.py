@@ -1,0 +1,125 @@
+"""One entry point for "the tokenizer of this checkpoint", SentencePiece or WordPiece.
+
+Every command that reads a checkpoint (``embed``, ``finetune --init``, ...)
+should get its tokenizer here so that it follows the checkpoint's vocabulary:
+
+* :func:`load_tokenizer` - from a ``TokenizerInfo`` (what
+  ``albert_cli.weights.load_pretrained`` found next to the weights)
+* :func:`tokenizer_for_pretrained` - from a ``LoadedWeights``; for our own
+  model directories (format ``albert_cli``) the normalizer recorded in
+  ``assets/albert_cli.json`` is used
+* :func:`tokenizer_for_model_dir` - from an albert-cli model directory and its
+  ``ModelMeta``
+* :func:`make_in_graph_tokenizer` - the matching in-graph tokenizer (imports
+  TensorFlow)
+
+Both tokenizer classes share the interface: ``encode(text)`` /
+``encode_batch(texts)`` (ids without [CLS]/[SEP]), ``tokenize``, ``decode``,
+``vocab_size``, ``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``
+and ``path``. Nothing here imports TensorFlow at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Union
+
+from albert_cli.errors import ModelError
+from albert_cli.text.normalize import NormalizerOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from albert_cli.text.spm import SentencePieceTokenizer
+    from albert_cli.text.wordpiece import WordPieceTokenizer
+    from albert_cli.weights import LoadedWeights, TokenizerInfo
+
+    Tokenizer = Union[SentencePieceTokenizer, WordPieceTokenizer]
+
+KINDS = ("sentencepiece", "wordpiece")
+META_FILES = ("albert_cli.json", "tokenizer.json")  # in a model directory's assets/
+
+
+def _normalizer(value) -> NormalizerOptions | None:
+    if value is None or isinstance(value, NormalizerOptions):
+        return value
+    try:
+        return NormalizerOptions.from_dict(value)
+    except (ValueError, AttributeError) as exc:
+        raise ModelError(f"invalid normalizer settings: {exc}") from None
+
+
+def load_tokenizer(info: "TokenizerInfo", normalizer: NormalizerOptions | Mapping[str, Any] | None = None):
+    """`SentencePieceTokenizer` or `WordPieceTokenizer` for `info`.
+
+    `normalizer` (our model directories record one) overrides the
+    ``do_lower_case`` / ``keep_accents`` of `info`. For WordPiece only
+    ``lowercase`` matters (BERT strips accents exactly when it lowercases).
+    """
+    if info is None:
+        raise ModelError("no tokenizer found next to the weights (spiece.model, 30k-clean.model or vocab.txt)")
+    normalizer = _normalizer(normalizer)
+    if info.kind == "sentencepiece":
+        from albert_cli.text.spm import SentencePieceTokenizer
+
+        if normalizer is None:
+            normalizer = NormalizerOptions(lowercase=info.do_lower_case, strip_accents=not info.keep_accents)
+        return SentencePieceTokenizer.from_file(info.path, normalizer=normalizer)
+    if info.kind == "wordpiece":
+        from albert_cli.text.wordpiece import WordPieceTokenizer
+
+        lower = normalizer.lowercase if normalizer is not None else info.do_lower_case
+        return WordPieceTokenizer.from_file(info.path, do_lower_case=lower)
+    raise ModelError(f"{info.path}: unknown tokenizer kind {info.kind!r} (expected one of {', '.join(KINDS)})")
+
+
+def _read_normalizer(assets: Path) -> dict | None:
+    """The normalizer recorded in an albert-cli model's assets (albert_cli.json, else tokenizer.json)."""
+    for name in META_FILES:
+        path = assets / name
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise ModelError(f"{path}: cannot read JSON: {exc}") from None
+            if isinstance(data, dict) and isinstance(data.get("normalizer"), dict):
+                return data["normalizer"]
+    return None
+
+
+def tokenizer_for_pretrained(loaded: "LoadedWeights"):
+    """The tokenizer of a checkpoint read by ``load_pretrained`` (one-line ModelError if none)."""
+    if loaded.tokenizer is None:
+        raise ModelError(
+            f"{loaded.path}: no tokenizer next to the weights "
+            "(expected spiece.model, 30k-clean.model, vocab.txt or vocab_chinese.txt)"
+        )
+    normalizer = None
+    if loaded.format == "albert_cli":
+        root = Path(loaded.path)
+        assets = root if root.name == "assets" else root / "assets"
+        normalizer = _read_normalizer(assets)
+    return load_tokenizer(loaded.tokenizer, normalizer)
+
+
+def tokenizer_for_model_dir(path, meta) -> Any:
+    """The tokenizer of an albert-cli model directory (`meta`: its ``ModelMeta``)."""
+    from albert_cli.weights import TokenizerInfo
+
+    spec = dict(meta.tokenizer or {})
+    kind = spec.get("kind", "sentencepiece")
+    default_file = "spiece.model" if kind == "sentencepiece" else "vocab.txt"
+    info = TokenizerInfo(kind=kind, path=Path(path) / "assets" / spec.get("file", default_file))
+    return load_tokenizer(info, meta.normalizer)
+
+
+def make_in_graph_tokenizer(tokenizer, max_seq_length: int = 512):
+    """The in-graph (TensorFlow) tokenizer matching `tokenizer` (same ids), for SavedModel export."""
+    from albert_cli.text.wordpiece import WordPieceTokenizer
+
+    if isinstance(tokenizer, WordPieceTokenizer):
+        from albert_cli.text.wordpiece import TFWordPieceTokenizer
+
+        return TFWordPieceTokenizer(tokenizer.vocab, lower_case=tokenizer.do_lower_case, max_seq_length=max_seq_length)
+    from albert_cli.text.tf_tokenizer import make_tf_tokenizer
+
+    return make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length)

@@ -1,0 +1,1 @@
+"""Training loops (finetune, pretrain) and their checkpoints."""

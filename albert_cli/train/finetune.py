@@ -1,0 +1,659 @@
+"""`albert finetune`: train a classifier (or regressor) and write a model directory.
+
+The recipe follows the original ``run_classifier.py``: tanh pooler, dropout,
+AdamW with linear warm-up and decay, global-norm clipping 1.0. Batches are
+grouped by length and padded to their own longest sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from albert_cli.console import err_console, info, warn
+from albert_cli.errors import DataError, Interrupted, ModelError, UsageError
+
+DEFAULT_VOCAB_SIZE = 8000
+TASKS = ("single_label", "multi_label", "regression")
+METRICS = ("accuracy", "macro_f1", "micro_f1", "loss", "mse", "pearson")
+# From scratch (no --init): a small ALBERT that trains in minutes on two cores.
+SCRATCH_CONFIG = dict(
+    embedding_size=128,
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_hidden_groups=1,
+    inner_group_num=1,
+    num_attention_heads=4,
+    intermediate_size=1024,
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    max_position_embeddings=512,
+)
+
+
+@dataclass
+class FinetuneOptions:
+    train: str
+    output: str
+    dev: str | None = None
+    dev_split: float | None = None
+    init: str | None = None
+    config: str | None = None  # preset name or JSON file, only without --init
+    tokenizer: str | None = None  # a SentencePiece model to use instead of training one, only without --init
+    task: str = "single_label"
+    format: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    epochs: float | None = None
+    batch_size: int = 32
+    learning_rate: float | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float | None = None
+    max_seq_length: int | None = None
+    vocab_size: int | None = None  # None: DEFAULT_VOCAB_SIZE, shrunk to what small data supports
+    seed: int = 42
+    eval_every: int | None = None
+    patience: int | None = None
+    metric: str | None = None
+    class_weights: str | None = None  # None | "balanced"
+    save_every: int | None = None
+    skip_bad_rows: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    deterministic: bool = True
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise UsageError(f"--task must be one of {', '.join(TASKS)}, got '{self.task}'")
+        for name in ("batch_size",):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise UsageError(f"--epochs must be positive, got {self.epochs}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise UsageError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.max_seq_length is not None and not 8 <= self.max_seq_length <= 4096:
+            raise UsageError(f"--max-seq-length must be between 8 and the model's positions, got {self.max_seq_length}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.dev and self.dev_split:
+            raise UsageError("give either --dev or --dev-split, not both")
+        if self.dev_split is not None and not 0 < self.dev_split < 0.5:
+            raise UsageError(f"--dev-split must be in (0, 0.5), got {self.dev_split}")
+        if self.patience is not None and self.patience < 1:
+            raise UsageError(f"--patience must be at least 1, got {self.patience}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise UsageError(f"--eval-every must be at least 1, got {self.eval_every}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise UsageError(f"--metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
+        if self.class_weights not in (None, "none", "balanced"):
+            raise UsageError(f"--class-weights must be 'balanced' or 'none', got '{self.class_weights}'")
+        if self.class_weights == "balanced" and self.task == "regression":
+            raise UsageError("--class-weights does not apply to --task regression")
+        if self.vocab_size is not None and self.vocab_size < 100:
+            raise UsageError(f"--vocab-size must be at least 100, got {self.vocab_size}")
+        if self.init and self.tokenizer:
+            raise UsageError("--tokenizer is for a new model; with --init the checkpoint's own tokenizer is used")
+        if self.init and self.config:
+            raise UsageError("--config sets the shape of a new model; it cannot be combined with --init")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"--max-steps must be at least 1, got {self.max_steps}")
+
+
+def _label_kind(task: str) -> str:
+    return {"single_label": "single", "multi_label": "multi", "regression": "regression"}[task]
+
+
+def _split_dev(ds, fraction: float, seed: int, task: str):
+    """A seeded, stratified (for single-label) hold-out split."""
+    from albert_cli.data.readers import Dataset
+
+    rng = np.random.default_rng(seed)
+    n = len(ds)
+    if task == "single_label":
+        dev_idx = []
+        by_label: dict[str, list[int]] = {}
+        for i, y in enumerate(ds.labels):
+            by_label.setdefault(y, []).append(i)
+        for idx in by_label.values():
+            idx = rng.permutation(idx)
+            dev_idx.extend(idx[: int(round(len(idx) * fraction))])
+        dev_set = set(int(i) for i in dev_idx)
+    else:
+        dev_set = set(int(i) for i in rng.permutation(n)[: int(round(n * fraction))])
+
+    def take(keep):
+        idx = [i for i in range(n) if (i in dev_set) == keep]
+        return Dataset(
+            name=ds.name + (" (dev split)" if keep else ""),
+            texts=[ds.texts[i] for i in idx],
+            pairs=[ds.pairs[i] for i in idx] if ds.pairs is not None else None,
+            labels=[ds.labels[i] for i in idx],
+            rows=[ds.rows[i] for i in idx],
+        )
+
+    return take(False), take(True)
+
+
+def _metrics(task: str, y_true, outputs, thresholds=None) -> dict:
+    """Dev metrics: outputs are probabilities (classification) or values (regression)."""
+    from albert_cli.metrics import classification_metrics, multilabel_metrics, regression_metrics
+
+    if task == "single_label":
+        return classification_metrics(y_true, outputs.argmax(-1), num_labels=outputs.shape[-1])
+    if task == "multi_label":
+        t = np.asarray(thresholds if thresholds is not None else [0.5] * outputs.shape[-1])
+        return multilabel_metrics(y_true, (outputs >= t).astype(np.int32))
+    return regression_metrics(y_true, outputs)
+
+
+def tune_thresholds(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
+    """Per-label threshold maximising that label's F1 on dev (0.5 where a label never occurs)."""
+    from sklearn.metrics import f1_score
+
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    out = []
+    for j in range(probs.shape[1]):
+        if y_true[:, j].sum() == 0:
+            out.append(0.5)
+            continue
+        scores = [f1_score(y_true[:, j], probs[:, j] >= t, zero_division=0) for t in grid]
+        out.append(float(grid[int(np.argmax(scores))]))
+    return out
+
+
+class Finetuner:
+    """Builds the data, model and optimizer, runs the loop, writes the model directory."""
+
+    def __init__(self, opts: FinetuneOptions):
+        opts.validate()
+        self.opts = opts
+        self.out = Path(opts.output)
+
+    # ----------------------------------------------------------------- data
+    def _read_data(self):
+        from albert_cli.data.labels import LabelVocab
+        from albert_cli.data.readers import read_dataset
+
+        o = self.opts
+        kind = _label_kind(o.task)
+        read = lambda path: read_dataset(  # noqa: E731
+            path,
+            fmt=o.format,
+            text_column=o.text_column,
+            text_pair_column=o.text_pair_column,
+            label_column=o.label_column,
+            label_kind=kind,
+            skip_bad_rows=o.skip_bad_rows,
+        )
+        train = read(o.train)
+        dev = read(o.dev) if o.dev else None
+        if dev is None and o.dev_split:
+            train, dev = _split_dev(train, o.dev_split, o.seed, o.task)
+        self.labels = None
+        if o.task != "regression":
+            self.labels = LabelVocab.from_labels(
+                train.labels, multi_label=o.task == "multi_label", name=train.name, column=o.label_column
+            )
+            if dev is not None:
+                unseen = self.labels.unknown(dev.labels)
+                if unseen:
+                    warn(f"{dev.name}: {sum(unseen.values())} dev label(s) never seen in training: "
+                         + ", ".join(sorted(unseen)[:5]) + "; they count as errors")
+        elif len(set(train.labels)) < 2:
+            raise DataError(f"{train.name}: every label in column '{o.label_column}' has the same value")
+        self.train_ds, self.dev_ds = train, dev
+
+    def _targets(self, ds) -> np.ndarray:
+        if self.opts.task == "regression":
+            return np.asarray(ds.labels, np.float32)
+        if self.opts.task == "multi_label":
+            return self.labels.encode(ds.labels)
+        idx = self.labels.index
+        return np.asarray([idx.get(str(y), -1) for y in ds.labels], np.int32)
+
+    # ------------------------------------------------------------ tokenizer
+    def _setup_tokenizer(self, staging: Path):
+        """The SentencePiece model: the --init checkpoint's, --tokenizer, or one trained on TRAIN.
+
+        It is stored as ``assets/spiece.model`` with its normalizer in ``assets/spiece.json``.
+        """
+        from albert_cli.text.normalize import NormalizerOptions
+        from albert_cli.text.spm import SentencePieceTokenizer, VocabTooLarge, train_sentencepiece, write_sidecar
+
+        o = self.opts
+        assets = staging / "assets"
+        assets.mkdir(parents=True, exist_ok=True)
+        target = assets / "spiece.model"
+        if target.exists() and o.resume:
+            pass  # the run being resumed already chose it; its sidecar is next to it
+        elif self.pretrained is not None:
+            tok = self.pretrained.tokenizer
+            if tok is None:
+                raise ModelError(f"{o.init}: no tokenizer (spiece.model) next to the weights")
+            if tok.kind != "sentencepiece":
+                raise ModelError(f"{o.init}: WordPiece vocabularies are not supported by finetune yet")
+            if self.init_meta is not None:
+                normalizer = NormalizerOptions.from_dict(self.init_meta.normalizer)
+            else:
+                normalizer = NormalizerOptions(lowercase=tok.do_lower_case, strip_accents=not tok.keep_accents)
+            shutil.copyfile(tok.path, target)
+            write_sidecar(target, normalizer, source=str(o.init))
+        elif o.tokenizer:
+            given = SentencePieceTokenizer.from_file(o.tokenizer)  # reads its PREFIX.json normalizer
+            shutil.copyfile(o.tokenizer, target)
+            write_sidecar(target, given.normalizer, source=str(o.tokenizer))
+        else:
+            texts = list(self.train_ds.texts) + list(self.train_ds.pairs or [])
+            size = o.vocab_size or DEFAULT_VOCAB_SIZE
+            info(f"training a SentencePiece vocabulary ({size} pieces) on {len(texts)} texts")
+            try:
+                train_sentencepiece(iter(texts), assets / "spiece", vocab_size=size, seed=o.seed)
+            except VocabTooLarge as exc:
+                if o.vocab_size:  # the user asked for this size: say so
+                    raise
+                size = max(100, int(exc.max_size * 0.9))
+                info(f"the training text supports at most {exc.max_size} pieces: using {size}")
+                train_sentencepiece(iter(texts), assets / "spiece", vocab_size=size, seed=o.seed)
+        self.tokenizer = SentencePieceTokenizer.from_file(target)
+        self.normalizer = self.tokenizer.normalizer
+
+    # ---------------------------------------------------------------- model
+    def _model_config(self):
+        from albert_cli.model.config import AlbertConfig
+
+        o = self.opts
+        if self.pretrained is not None:
+            config = self.pretrained.config
+        elif o.config:
+            p = Path(o.config)
+            config = AlbertConfig.from_json(p) if p.suffix == ".json" or p.exists() else AlbertConfig.preset(o.config)
+        else:
+            config = AlbertConfig(vocab_size=self.tokenizer.vocab_size, **SCRATCH_CONFIG)
+        if self.pretrained is None:
+            config.vocab_size = self.tokenizer.vocab_size
+        if o.dropout is not None:
+            config.hidden_dropout_prob = o.dropout
+            config.attention_probs_dropout_prob = o.dropout
+        config.validate()
+        if self.tokenizer.vocab_size > config.vocab_size:
+            raise ModelError(
+                f"{o.init}: tokenizer has {self.tokenizer.vocab_size} pieces but the model only {config.vocab_size}"
+            )
+        return config
+
+    def _build_model(self, config, num_outputs: int):
+        from albert_cli.model.backbone import AlbertBackbone
+        from albert_cli.model.heads import AlbertClassifier
+
+        backbone = AlbertBackbone(config)
+        model = AlbertClassifier(
+            backbone,
+            num_labels=num_outputs,
+            task=self.opts.task,
+            dropout=config.hidden_dropout_prob if self.opts.dropout is None else self.opts.dropout,
+        )
+        if self.pretrained is not None:
+            from albert_cli.weights.loader import apply_to
+
+            meta = self.init_meta
+            head_ok = (
+                "classifier" in self.pretrained.heads
+                and meta is not None
+                and meta.task == self.opts.task
+                and meta.labels == (self.labels.labels if self.labels else [])
+            )
+            apply_to(model, self.pretrained, heads=("classifier",) if head_ok else ())
+            if head_ok:
+                info("continuing from the classifier head of the --init model (same labels)")
+        return model
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> dict:
+        o = self.opts
+        from albert_cli._tf import import_tf
+
+        tf = import_tf()
+        import keras
+
+        from albert_cli.modeldir import prepare_output
+
+        staging = prepare_output(self.out, o.overwrite, o.resume)
+        self.staging = staging
+        keras.utils.set_random_seed(o.seed)
+        if o.deterministic:
+            tf.config.experimental.enable_op_determinism()
+
+        self._read_data()
+        self.pretrained = None
+        self.init_meta = None
+        if o.init:
+            from albert_cli.weights.loader import load_pretrained
+
+            self.pretrained = load_pretrained(o.init)
+            if self.pretrained.format == "albert_cli":
+                from albert_cli.modeldir import open_model_dir
+
+                self.init_meta = open_model_dir(o.init)[1]
+        self._setup_tokenizer(staging)
+        config = self._model_config()
+
+        lengths = np.asarray([0])
+        max_len = o.max_seq_length
+        if max_len is not None and max_len > config.max_position_embeddings:
+            raise UsageError(
+                f"--max-seq-length {max_len} exceeds the model's {config.max_position_embeddings} positions"
+            )
+        if max_len is None:
+            from albert_cli.train.batching import choose_max_seq_length, raw_lengths
+
+            lengths = raw_lengths(self.tokenizer, self.train_ds.texts, self.train_ds.pairs)
+            max_len = choose_max_seq_length(lengths, cap=min(512, config.max_position_embeddings))
+        self.max_len = max_len
+
+        from albert_cli.train.batching import encode_examples
+
+        t0 = time.time()
+        train_enc = encode_examples(self.tokenizer, self.train_ds.texts, self.train_ds.pairs, max_len)
+        dev_enc = (
+            encode_examples(self.tokenizer, self.dev_ds.texts, self.dev_ds.pairs, max_len) if self.dev_ds else None
+        )
+        info(
+            f"{len(train_enc)} training examples"
+            + (f", {len(dev_enc)} dev" if dev_enc else "")
+            + f"; max sequence length {max_len} (encoded in {time.time() - t0:.1f}s)"
+        )
+        y_train = self._targets(self.train_ds)
+        y_dev = self._targets(self.dev_ds) if self.dev_ds else None
+        num_outputs = 1 if o.task == "regression" else len(self.labels)
+
+        model = self._build_model(config, num_outputs)
+        scratch = self.pretrained is None
+        epochs = o.epochs if o.epochs is not None else (8 if scratch else 3)
+        lr = o.learning_rate if o.learning_rate is not None else (5e-4 if scratch else 3e-5)
+        steps_per_epoch = math.ceil(len(train_enc) / o.batch_size)
+        total_steps = max(1, int(round(steps_per_epoch * epochs)))
+        if o.max_steps:
+            total_steps = min(total_steps, o.max_steps)
+        warmup = int(total_steps * o.warmup_ratio)
+
+        from albert_cli.model.optimizers import make_optimizer
+
+        optimizer = make_optimizer("adamw", lr, total_steps, warmup, weight_decay=o.weight_decay, clipnorm=1.0)
+        sample_w = self._sample_weights(y_train)
+
+        loop = _Loop(
+            self, tf, model, optimizer, train_enc, y_train, sample_w, dev_enc, y_dev, total_steps, steps_per_epoch
+        )
+        self.training_info = dict(
+            epochs=epochs, learning_rate=lr, batch_size=o.batch_size, total_steps=total_steps, warmup_steps=warmup,
+            seed=o.seed, max_seq_length=max_len, init=o.init, config=config.to_dict(),
+            train_examples=len(train_enc), dev_examples=len(dev_enc) if dev_enc else 0,
+            weight_decay=o.weight_decay, class_weights=o.class_weights,
+        )
+        result = loop.run()
+        thresholds = None
+        if o.task == "multi_label":
+            if dev_enc:
+                probs = loop.predict(dev_enc)
+                thresholds = tune_thresholds(y_dev, probs)
+                result["dev_metrics"] = _metrics(o.task, y_dev, probs, thresholds)
+            else:
+                thresholds = [0.5] * len(self.labels)
+        self._export(tf, model, config, thresholds, result)
+        return result
+
+    def _sample_weights(self, y) -> np.ndarray:
+        n = len(y)
+        if self.opts.class_weights != "balanced" or self.opts.task == "regression":
+            return np.ones(n, np.float32)
+        if self.opts.task == "multi_label":
+            pos = y.sum(0) + 1.0
+            w = (n / (len(pos) * pos))[None, :] * y + (1 - y)
+            return w.max(1).astype(np.float32)
+        counts = np.bincount(y, minlength=len(self.labels)).astype(np.float64)
+        weights = n / (len(counts) * np.maximum(counts, 1))
+        return weights[y].astype(np.float32)
+
+    # --------------------------------------------------------------- export
+    def _export(self, tf, model, config, thresholds, result) -> None:
+        from albert_cli.export import export_model_dir
+        from albert_cli.modeldir import ModelMeta, commit
+
+        o = self.opts
+        meta = ModelMeta(
+            task=o.task,
+            labels=self.labels.labels if self.labels else [],
+            normalizer=self.normalizer.to_dict(),
+            max_seq_length=self.max_len,
+            thresholds=thresholds,
+            pair=o.text_pair_column is not None,
+            columns={"text": o.text_column, "text_pair": o.text_pair_column, "label": o.label_column},
+            training={**self.training_info, **{k: v for k, v in result.items() if k != "dev_metrics"}},
+            metrics=result.get("dev_metrics") or {},
+        )
+        info("writing the model directory")
+        export_model_dir(self.staging, model, config, self.tokenizer, meta)
+        commit(self.staging, self.out)
+
+
+class _Loop:
+    """The training loop: steps, evaluation, best model, early stopping, checkpoints."""
+
+    def __init__(self, ft, tf, model, optimizer, train_enc, y_train, sample_w, dev_enc, y_dev, total_steps, spe):
+        self.ft, self.tf, self.model, self.optimizer = ft, tf, model, optimizer
+        self.train_enc, self.y_train, self.sample_w = train_enc, y_train, sample_w
+        self.dev_enc, self.y_dev = dev_enc, y_dev
+        self.total_steps, self.steps_per_epoch = total_steps, spe
+        self.task = ft.opts.task
+        o = ft.opts
+        self.metric = o.metric or ("mse" if self.task == "regression" else "micro_f1" if self.task == "multi_label" else "accuracy")
+        self.lower_is_better = self.metric in ("loss", "mse")
+        self.ckpt_dir = ft.staging / "checkpoints"
+        self.lengths = np.asarray([len(e[0]) for e in train_enc])
+        self._build_steps()
+
+    def _loss(self, y, logits, w):
+        tf = self.tf
+        if self.task == "single_label":
+            per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        elif self.task == "multi_label":
+            per = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits), axis=-1)
+        else:
+            per = tf.square(tf.squeeze(logits, -1) - y)
+        return tf.reduce_sum(per * w) / tf.reduce_sum(w)
+
+    def _build_steps(self):
+        tf = self.tf
+        model, optimizer = self.model, self.optimizer
+        spec = {k: tf.TensorSpec([None, None], tf.int32) for k in ("token_ids", "segment_ids", "padding_mask")}
+        if self.task == "single_label":
+            yspec = tf.TensorSpec([None], tf.int32)
+        elif self.task == "multi_label":
+            yspec = tf.TensorSpec([None, None], tf.float32)
+        else:
+            yspec = tf.TensorSpec([None], tf.float32)
+        wspec = tf.TensorSpec([None], tf.float32)
+
+        @tf.function(input_signature=[spec, yspec, wspec])
+        def train_step(inputs, y, w):
+            with tf.GradientTape() as tape:
+                logits = model(inputs, training=True)
+                loss = self._loss(y, tf.cast(logits, tf.float32), w)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        @tf.function(input_signature=[spec])
+        def predict_step(inputs):
+            logits = tf.cast(model(inputs, training=False), tf.float32)
+            if self.task == "single_label":
+                return tf.nn.softmax(logits, -1)
+            if self.task == "multi_label":
+                return tf.sigmoid(logits)
+            return tf.squeeze(logits, -1)
+
+        self.train_step, self.predict_step = train_step, predict_step
+        optimizer.build(model.trainable_variables)
+
+    def predict(self, enc, batch_size: int = 64) -> np.ndarray:
+        from albert_cli.train.batching import length_grouped_batches, pad_batch
+
+        lengths = [len(e[0]) for e in enc]
+        out = [None] * len(enc)
+        for idx in length_grouped_batches(lengths, batch_size, None):
+            res = self.predict_step(pad_batch(enc, idx)).numpy()
+            for row, i in enumerate(idx):
+                out[i] = res[row]
+        return np.stack(out)
+
+    def evaluate(self) -> dict:
+        probs = self.predict(self.dev_enc)
+        return _metrics(self.task, self.y_dev, probs)
+
+    def _better(self, value, best) -> bool:
+        if best is None:
+            return True
+        return value < best if self.lower_is_better else value > best
+
+    def _save(self, step, state):
+        from albert_cli.train.state import save_checkpoint
+
+        save_checkpoint(self.ckpt_dir, step, self.model, self.optimizer, state, keep=1)
+
+    def _best_path(self):
+        return self.ckpt_dir / "best.weights.npz"
+
+    def _save_best(self):
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = self._best_path()
+        tmp = path.with_name("best.tmp.npz")
+        np.savez(tmp, *[np.asarray(v) for v in self.model.weights])
+        os.replace(tmp, path)
+
+    def _restore_best(self):
+        with np.load(self._best_path(), allow_pickle=False) as data:
+            for i, v in enumerate(self.model.weights):
+                v.assign(data[f"arr_{i}"])
+
+    def run(self) -> dict:
+        from albert_cli.train.state import latest_checkpoint, restore_checkpoint
+
+        tf, o = self.tf, self.ft.opts
+        step, start_epoch, skip_batches = 0, 0, 0
+        best, best_step, bad_evals = None, None, 0
+        history = []
+        if o.resume:
+            last = latest_checkpoint(self.ckpt_dir)
+            if last is None:
+                raise UsageError(f"{self.ft.out}: nothing to resume (no checkpoint in {self.ckpt_dir})")
+            state = restore_checkpoint(self.ckpt_dir, last, self.model, self.optimizer)
+            step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
+            best, best_step, bad_evals, history = state["best"], state["best_step"], state["bad_evals"], state["history"]
+            info(f"resumed at step {step} (epoch {start_epoch + 1}, batch {skip_batches})")
+
+        writer = tf.summary.create_file_writer(str(self.ft.staging / "logs" / "train"))
+        eval_every = o.eval_every or self.steps_per_epoch
+        save_every = o.save_every or self.steps_per_epoch
+        from albert_cli.console import progress
+
+        t_start, seen = time.time(), 0
+        stop = False
+        last_loss = float("nan")
+        state_of = lambda epoch, b: dict(  # noqa: E731
+            epoch=epoch, batch_in_epoch=b, best=best, best_step=best_step, bad_evals=bad_evals, history=history
+        )
+        epoch = start_epoch
+        with progress() as bar:
+            task_id = bar.add_task("finetune", total=self.total_steps, completed=step, status="")
+            try:
+                while step < self.total_steps and not stop:
+                    rng = np.random.default_rng([o.seed, epoch])
+                    from albert_cli.train.batching import length_grouped_batches, pad_batch
+
+                    batches = length_grouped_batches(self.lengths, o.batch_size, rng)
+                    for b, idx in enumerate(batches):
+                        if epoch == start_epoch and b < skip_batches:
+                            continue
+                        inputs = pad_batch(self.train_enc, idx)
+                        loss = float(self.train_step(inputs, self.y_train[idx], self.sample_w[idx]))
+                        if not math.isfinite(loss):
+                            raise ModelError(
+                                f"training diverged at step {step + 1} (loss {loss}); try a lower --learning-rate"
+                            )
+                        step += 1
+                        seen += len(idx)
+                        last_loss = loss if math.isnan(last_loss) else 0.9 * last_loss + 0.1 * loss
+                        rate = seen / max(time.time() - t_start, 1e-6)
+                        bar.update(task_id, completed=step, status=f"loss {last_loss:.4f} {rate:.0f} ex/s")
+                        with writer.as_default(step=step):
+                            tf.summary.scalar("loss", loss)
+                            tf.summary.scalar("learning_rate", float(self.optimizer.learning_rate))
+                        at_end = step >= self.total_steps
+                        if self.dev_enc and (step % eval_every == 0 or at_end):
+                            metrics = self.evaluate()
+                            value = metrics[self.metric]
+                            history.append({"step": step, **metrics})
+                            with writer.as_default(step=step):
+                                for k, v in metrics.items():
+                                    if isinstance(v, (int, float)):
+                                        tf.summary.scalar(f"dev/{k}", v)
+                            improved = self._better(value, best)
+                            if improved:
+                                best, best_step, bad_evals = value, step, 0
+                                self._save_best()
+                            else:
+                                bad_evals += 1
+                            err_console.print(
+                                f"step {step}/{self.total_steps}  loss {last_loss:.4f}  dev {self.metric} {value:.4f}"
+                                + ("  (best)" if improved else f"  (best {best:.4f} at step {best_step})"),
+                                highlight=False,
+                            )
+                            if o.patience and bad_evals >= o.patience:
+                                info(f"early stopping: no improvement in {o.patience} evaluations")
+                                stop = True
+                        if step % save_every == 0 or at_end or stop:
+                            self._save(step, state_of(epoch, b + 1))
+                        if at_end or stop:
+                            break
+                    else:
+                        epoch += 1
+                        skip_batches = 0
+                        continue
+                    break
+            except Interrupted:
+                self._save(step, state_of(epoch, b + 1 if "b" in locals() else 0))
+                err_console.print(
+                    f"saved a checkpoint at step {step} in {self.ckpt_dir}; continue with --resume", highlight=False
+                )
+                raise
+        writer.close()
+        if best_step is not None:
+            self._restore_best()
+        result = {
+            "steps": step,
+            "train_seconds": round(time.time() - t_start, 2),
+            "train_loss": round(last_loss, 6),
+            "best_step": best_step,
+            "metric": self.metric,
+            "best_dev": best,
+        }
+        if self.dev_enc:
+            result["dev_metrics"] = self.evaluate()
+        return result
+
+
+def run_finetune(opts: FinetuneOptions) -> dict:
+    return Finetuner(opts).run()
