@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -59,3 +61,30 @@ def install_signal_handlers() -> None:
 
     signal.signal(signal.SIGINT, _raise)
     signal.signal(signal.SIGTERM, _raise)
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT/SIGTERM while a training step runs; raise `Interrupted` after it.
+
+    An exception raised from a signal handler inside a TensorFlow call can be
+    turned into another error (e.g. a TypeError while binding tf.function
+    arguments), and could land between "weights updated" and "step counted".
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in saved:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        if pending:
+            raise Interrupted(pending[0])

@@ -28,17 +28,16 @@ only needs the global step: every worker replays its shard up to it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import queue
 import re
 import shutil
-import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -46,7 +45,7 @@ from typing import Iterator
 import numpy as np
 
 from albert_cli.console import err_console, info, warn
-from albert_cli.errors import DataError, Interrupted, ModelError, UsageError
+from albert_cli.errors import DataError, Interrupted, ModelError, UsageError, deferred_interrupts
 
 # LAMB's peak rate for ALBERT's batch of 4096; smaller batches use the
 # square-root scaling rule of the LAMB paper: lr = 1.76e-3 * sqrt(batch / 4096).
@@ -299,50 +298,42 @@ def learning_rate_at(optimizer, step: int) -> float:
     return float(np.asarray(inner.learning_rate))
 
 
-@contextlib.contextmanager
-def deferred_interrupts():
-    """Hold SIGINT/SIGTERM while a training step runs, raise `Interrupted` after it.
-
-    So an interrupt never lands between "weights updated" and "step counted".
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in saved:
-        signal.signal(s, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-        if pending:
-            raise Interrupted(pending[0])
-
-
 def prefetch(iterator: Iterator, size: int = 4) -> Iterator:
     """Run `iterator` in a daemon thread, `size` items ahead (the data pipeline
-    overlaps the training step, which releases the GIL)."""
+    overlaps the training step, which releases the GIL).  The thread stops when
+    the consumer does."""
     q: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
+    done, stop = object(), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work():
         try:
             for item in iterator:
-                q.put(item)
-            q.put(done)
+                if not put(item):
+                    return
+            put(done)
         except BaseException as exc:  # forwarded to the consumer
-            q.put(exc)
+            put(exc)
 
     threading.Thread(target=work, daemon=True, name="pretrain-data").start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def seed_everything(seed: int) -> None:
@@ -407,6 +398,9 @@ class Pretrainer:
         if is_chief:
             self.staging = prepare_output(self.out, self.opts.overwrite, self.opts.resume)
             self.ckpt_read = self.staging / "checkpoints"
+            finished_logs = self.out / "logs"
+            if self.opts.resume and finished_logs.is_dir() and not (self.staging / "logs").exists():
+                shutil.copytree(finished_logs, self.staging / "logs")  # continuing a finished run
         else:
             self.staging = Path(tempfile.mkdtemp(prefix=f"albert-pretrain-worker{worker_index}-"))
             self.ckpt_read = partial_dir(self.out) / "checkpoints"
@@ -548,17 +542,34 @@ class Pretrainer:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict:
+        """Check inputs, start the runtime, build everything, train, write OUT."""
         o = self.opts
         self._check_inputs()
-        multi = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" and planned_strategy(o.strategy) == "multi-worker"
+        multi = (os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+                 and planned_strategy(o.strategy) == "multi-worker")
         _, index, chief = cluster_role(_tf_config()) if multi else (1, 0, True)
         self._prepare_output(chief, index)
         self.rt = self._make_runtime()
         if o.batch_size % self.rt.num_replicas:
-            raise UsageError(
-                f"--batch-size {o.batch_size} must be a multiple of the {self.rt.num_replicas} replicas"
-            )
+            raise UsageError(f"--batch-size {o.batch_size} must be a multiple of the {self.rt.num_replicas} replicas")
         self.rt.seed(o.seed, o.deterministic)
+        total = self._setup()
+        result = self._train(total)
+        if self.rt.is_chief:
+            self._export(result)
+        else:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        self.rt.check_clean()
+        return {
+            "output": str(self.out), **result, "backend": self.rt.name, "workers": self.rt.num_workers,
+            "worker_index": self.rt.worker_index, "is_chief": self.rt.is_chief,
+        }
+
+    def _setup(self) -> int | None:
+        """Tokenizer, config, step budget, model + optimizer on the runtime; returns the step budget."""
+        from albert_cli.model.optimizers import make_optimizer
+
+        o = self.opts
         self.pretrained = None
         if o.init:
             from albert_cli.weights.loader import load_pretrained
@@ -569,9 +580,6 @@ class Pretrainer:
         total, decay, warmup = self._budget()
         lr = o.learning_rate or default_learning_rate(o.batch_size, o.optimizer)
         self.rt.set_precision(o.precision)
-
-        from albert_cli.model.optimizers import make_optimizer
-
         with self.rt.scope():
             model = self._build_model(config)
             optimizer = make_optimizer(o.optimizer, lr, decay, warmup, weight_decay=o.weight_decay, clipnorm=1.0)
@@ -584,19 +592,9 @@ class Pretrainer:
         )
         info(
             f"pretraining {self.rt.name}/{self.rt.strategy_name}: batch {o.batch_size}, seq {o.max_seq_length}, "
-            f"lr {lr:.3g} ({o.optimizer}), warm-up {warmup}, "
-            + (f"{total} steps" if total else f"until {o.max_time}")
+            f"lr {lr:.3g} ({o.optimizer}), warm-up {warmup}, " + (f"{total} steps" if total else f"until {o.max_time}")
         )
-        result = self._train(total)
-        if self.rt.is_chief:
-            self._export(result)
-        else:
-            shutil.rmtree(self.staging, ignore_errors=True)
-        self.rt.check_clean()
-        return {
-            "output": str(self.out), **result, "backend": self.rt.name, "workers": self.rt.num_workers,
-            "worker_index": self.rt.worker_index, "is_chief": self.rt.is_chief,
-        }
+        return total
 
     # ------------------------------------------------------------- the loop
     def _restore(self, stream) -> tuple[int, int, int, dict]:
@@ -605,7 +603,7 @@ class Pretrainer:
         last = latest_checkpoint(self.ckpt_read)
         if last is None:
             raise UsageError(f"{self.out}: nothing to resume (no checkpoint in {self.ckpt_read})")
-        state = restore_checkpoint(self.ckpt_read, last, self.model, self.rt.checkpoint_optimizer(self.optimizer))
+        state = restore_checkpoint(self.ckpt_read, last, self.model, self.optimizer)
         self.rt.after_restore()
         if self.rt.num_workers > 1 and not self.rt.is_chief:
             epoch, skip = self._replay_position(stream, state["step"])
@@ -621,7 +619,7 @@ class Pretrainer:
 
         self.rt.sync()
         state = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "totals": totals}
-        save_checkpoint(self.ckpt_dir, step, self.model, self.rt.checkpoint_optimizer(self.optimizer), state,
+        save_checkpoint(self.ckpt_dir, step, self.model, self.optimizer, state,
                         keep=self.opts.keep_checkpoints)
 
     def _train(self, total: int | None) -> dict:
@@ -637,16 +635,16 @@ class Pretrainer:
         seconds_before = float(totals.get("seconds", 0.0))
         jsonl = JsonlLog(self.staging / "logs" / LOG_FILE if rt.is_chief else None)
         scalars = rt.scalar_writer(self.staging / "logs" / "train") if rt.is_chief else None
-        history: list[dict] = []
+        head: list[dict] = []  # the first and the last 5 steps of this run
+        tail: deque = deque(maxlen=5)
         window_tokens, window_start = 0, time.time()
         t0 = time.time()
         position = (epoch, skip)
-        metrics = {}
         with progress() as bar:
             task = bar.add_task("pretrain", total=total, completed=step, status="")
             try:
                 for epoch_i, b, batch in prefetch(self._batches(stream, epoch, skip)):
-                    if total is not None and step >= total:
+                    if total is not None and step >= total:  # e.g. resuming a finished run
                         break
                     out_of_time = o.max_time_seconds is not None and time.time() - t0 >= o.max_time_seconds
                     with deferred_interrupts():
@@ -659,7 +657,10 @@ class Pretrainer:
                     if not math.isfinite(metrics["loss"]):
                         raise ModelError(f"training diverged at step {step} (loss {metrics['loss']}); "
                                          "try a lower --learning-rate")
-                    history.append({"step": step, **{k: metrics[k] for k in METRICS}})
+                    row = {k: metrics[k] for k in METRICS}
+                    tail.append(row)
+                    if len(head) < 5:
+                        head.append(row)
                     elapsed = time.time() - t0
                     rate = (tokens - tokens_at_start) / max(elapsed, 1e-6)
                     bar.update(task, completed=step, status=f"loss {metrics['loss']:.3f} {rate:,.0f} tok/s")
@@ -667,7 +668,8 @@ class Pretrainer:
                         now = time.time()
                         record = {"step": step, **{k: round(metrics[k], 6) for k in METRICS},
                                   "learning_rate": learning_rate_at(self.optimizer, step - 1),
-                                  "tokens_per_second": round(window_tokens / max(now - window_start, 1e-6), 1)}
+                                  "tokens_per_second": round(window_tokens / max(now - window_start, 1e-6), 1),
+                                  "elapsed": round(now - t0, 3)}
                         window_tokens, window_start = 0, now
                         jsonl.write(record)
                         if scalars is not None:
@@ -676,6 +678,8 @@ class Pretrainer:
                         self._save(step, *position, self._totals(tokens, seconds_before + time.time() - t0))
                     if metrics.get("stop"):
                         info(f"--max-time {o.max_time} reached at step {step}")
+                        break
+                    if total is not None and step >= total:
                         break
             except Interrupted:
                 self._save(step, *position, self._totals(tokens, seconds_before + time.time() - t0))
@@ -690,20 +694,19 @@ class Pretrainer:
                     scalars.close()
         seconds = time.time() - t0
         self._save(step, *position, self._totals(tokens, seconds_before + seconds))
-        return self._summary(step, start_step, (tokens, tokens - tokens_at_start), (seconds_before, seconds), history)
+        return self._summary(step, start_step, (tokens, tokens - tokens_at_start), (seconds_before, seconds), head, list(tail))
 
     @staticmethod
     def _totals(tokens: int, seconds: float) -> dict:
         return {"tokens": tokens, "seconds": round(seconds, 3)}
 
     @staticmethod
-    def _summary(step, start_step, tokens, seconds, history) -> dict:
+    def _summary(step, start_step, tokens, seconds, head, tail) -> dict:
         """Final figures: `tokens`/`seconds` are (all runs, this run); losses are
         means over the first / last 5 steps of this run."""
         def mean(rows, key):
             return round(float(np.mean([r[key] for r in rows])), 6) if rows else None
 
-        head, tail = history[:5], history[-5:]
         return {
             "steps": step,
             "steps_this_run": step - start_step,
@@ -735,7 +738,11 @@ class Pretrainer:
             from albert_cli.weights import save_google_checkpoint
 
             google = self.staging / "google"
-            save_google_checkpoint(self.model, google, config=self.config)
+            prefix = save_google_checkpoint(self.model, google, config=self.config)
+            # TF's `checkpoint` index holds absolute paths (into OUT.partial): make them relative.
+            (google / "checkpoint").write_text(
+                f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
+            )
             shutil.copyfile(self.staging / "spiece.model", google / "spiece.model")
         meta = {"format": "albert-cli-pretrain", "format_version": 1, **result,
                 "options": self.opts.to_dict(), **self.settings}
@@ -872,7 +879,7 @@ class TFRuntime:
 
         def replica_step(features):
             features = dict(features)
-            stop = features.pop("_stop")
+            stop = tf.identity(features.pop("_stop"))  # placed on the replica device (all_reduce needs one)
             metrics, grads = forward_backward(features)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduces the gradients
             ctx = tf.distribute.get_replica_context()
@@ -910,10 +917,6 @@ class TFRuntime:
 
     def after_restore(self) -> None:
         pass
-
-    @staticmethod
-    def checkpoint_optimizer(optimizer):
-        return optimizer
 
     def scalar_writer(self, logdir: Path):
         """A `write(step, record)` callable for TensorBoard scalars (with `.close`)."""

@@ -110,10 +110,6 @@ class JaxRuntime:
     def after_restore(self) -> None:
         self._read_state()
 
-    @staticmethod
-    def checkpoint_optimizer(optimizer):
-        return optimizer
-
     def scalar_writer(self, logdir):
         return None  # no TensorBoard without TensorFlow: logs/train.jsonl has the scalars
 
