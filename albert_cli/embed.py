@@ -83,7 +83,7 @@ class Embedder:
         backbone, pooling_, normalize_ = self.backbone, self.pooling, self.normalize
         spec = tf.TensorSpec([None, None], tf.int32)
 
-        @tf.function(input_signature=[spec, spec, spec], reduce_retracing=True)
+        @tf.function(input_signature=[spec, spec, spec])
         def run(token_ids, segment_ids, padding_mask):
             out = backbone(
                 {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}, training=False

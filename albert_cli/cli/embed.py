@@ -20,7 +20,7 @@ def embed(
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
     max_seq_length: Optional[int] = typer.Option(
-        None, "--max-seq-length", help="Longer texts are truncated [default: min(512, the model's maximum)]."
+        None, "--max-seq-length", help="Longer texts are truncated (default: 512, or the model's max_position_embeddings if smaller)."
     ),
     normalize: bool = typer.Option(
         False, "--normalize/--no-normalize", help="Scale every vector to unit L2 norm (dot product = cosine)."
@@ -42,4 +42,7 @@ def embed(
     embedder = Embedder(
         model, pooling=pooling, batch_size=batch_size, max_seq_length=max_seq_length, normalize=normalize
     )
-    embed_lines(embedder, input)
+    from albert_cli.console import closed_stdout_is_fine
+
+    with closed_stdout_is_fine():
+        embed_lines(embedder, input)

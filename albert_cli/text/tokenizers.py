@@ -112,14 +112,23 @@ def tokenizer_for_model_dir(path, meta) -> Any:
     return load_tokenizer(info, meta.normalizer)
 
 
-def make_in_graph_tokenizer(tokenizer, max_seq_length: int = 512):
-    """The in-graph (TensorFlow) tokenizer matching `tokenizer` (same ids), for SavedModel export."""
+def make_in_graph_tokenizer(tokenizer, max_seq_length: int = 512, signatures: bool = True):
+    """The in-graph (TensorFlow) tokenizer matching `tokenizer` (same ids), for SavedModel export.
+
+    Both kinds are called as ``tok(texts)`` / ``tok(texts, pairs)`` -> dict of int32
+    ``token_ids`` / ``segment_ids`` / ``padding_mask``; ``signatures=False`` leaves out
+    their standalone ``call_single`` / ``call_pair`` / ``encode_ids`` functions.
+    """
     from albert_cli.text.wordpiece import WordPieceTokenizer
 
     if isinstance(tokenizer, WordPieceTokenizer):
         from albert_cli.text.wordpiece import TFWordPieceTokenizer
 
-        return TFWordPieceTokenizer(tokenizer.vocab, lower_case=tokenizer.do_lower_case, max_seq_length=max_seq_length)
+        return TFWordPieceTokenizer(
+            tokenizer.vocab, lower_case=tokenizer.do_lower_case, max_seq_length=max_seq_length, signatures=signatures
+        )
     from albert_cli.text.tf_tokenizer import make_tf_tokenizer
 
-    return make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length)
+    if signatures:
+        return make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length)
+    return make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length, signatures=False)
