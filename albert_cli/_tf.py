@@ -51,7 +51,7 @@ def _quiet_stderr_fd():
 _TF_LOG_LINE = re.compile(rb"^(WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
 
 
-def _filter_native_stderr() -> None:
+def filter_native_stderr() -> None:
     """Keep TensorFlow's C++ log lines (written to fd 2 at run time) off the user's terminal.
 
     Python keeps writing to the real stderr through a duplicate descriptor;
@@ -60,7 +60,7 @@ def _filter_native_stderr() -> None:
     """
     from albert_cli.console import debug_enabled
 
-    if debug_enabled() or getattr(_filter_native_stderr, "done", False):
+    if debug_enabled() or getattr(filter_native_stderr, "done", False):
         return
     try:
         sys.stderr.flush()
@@ -68,8 +68,9 @@ def _filter_native_stderr() -> None:
         read_end, write_end = os.pipe()
     except (OSError, ValueError):
         return
-    sys.stderr = io.TextIOWrapper(os.fdopen(real, "wb", buffering=0), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True, write_through=True)
+    if sys.stderr is sys.__stderr__:  # Python's own writes bypass the filter (not when captured)
+        sys.stderr = io.TextIOWrapper(os.fdopen(real, "wb", buffering=0, closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True, write_through=True)
     os.dup2(write_end, 2)
     os.close(write_end)
 
@@ -83,14 +84,13 @@ def _filter_native_stderr() -> None:
                         return
 
     threading.Thread(target=pump, daemon=True, name="albert-stderr-filter").start()
-    _filter_native_stderr.done = True
+    filter_native_stderr.done = True
 
 
 def import_tf():
     setup_env()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    _filter_native_stderr()
     with _quiet_stderr_fd():
         import tensorflow as tf
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -45,3 +46,22 @@ def progress(transient: bool = False):
         transient=transient,
         disable=not sys.stderr.isatty() and os.environ.get("ALBERT_PROGRESS") != "1",
     )
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+@contextlib.contextmanager
+def closed_stdout_is_fine():
+    """Around commands that stream to stdout: a reader that goes away (`| head`)
+    ends the command quietly with exit 0 (click alone would exit 1 on EPIPE)."""
+    try:
+        yield
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise SystemExit(0) from None

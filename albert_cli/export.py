@@ -29,7 +29,8 @@ def build_serving_module(model, tokenizer, meta: ModelMeta):
     from albert_cli.text.tf_tokenizer import make_tf_tokenizer
 
     tf_tok = make_tf_tokenizer(
-        tokenizer.serialized_model(), NormalizerOptions.from_dict(meta.normalizer), meta.max_seq_length
+        tokenizer.serialized_model(), NormalizerOptions.from_dict(meta.normalizer), meta.max_seq_length,
+        signatures=False,
     )
     task = meta.task
     labels = list(meta.labels)

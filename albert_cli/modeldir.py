@@ -64,34 +64,50 @@ def partial_dir(out: Path) -> Path:
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
-def prepare_output(out: Path, overwrite: bool, resume: bool) -> Path:
-    """Check that OUT may be written; return the staging directory to build it in."""
+def check_output(out: Path, overwrite: bool, resume: bool) -> None:
+    """Fail early (before any work) if OUT may not be written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
         raise UsageError(f"{out}: directory exists and is not empty (use --overwrite to replace it)")
-    parent = out.resolve().parent
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True)
-        except OSError as exc:
-            raise UsageError(f"{out}: cannot create the parent directory ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{out}: cannot write to {parent} (permission denied)")
+    parent = out.absolute().parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"{out}: cannot write to {existing} (permission denied or not a directory)")
+    if resume and not partial_dir(out).is_dir() and not (out / "checkpoints").is_dir():
+        raise UsageError(f"{out}: nothing to resume (no {partial_dir(out).name}/ or {out.name}/checkpoints)")
+
+
+def prepare_output(out: Path, overwrite: bool, resume: bool) -> Path:
+    """Check that OUT may be written; return the staging directory to build it in."""
+    out = Path(out)
+    check_output(out, overwrite, resume)
+    try:
+        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the parent directory ({exc.strerror})") from None
     staging = partial_dir(out)
     if resume:
-        if not staging.is_dir() and not (out / "checkpoints").is_dir():
-            raise UsageError(f"{out}: nothing to resume (no {staging.name}/ or {out.name}/checkpoints)")
-        if not staging.is_dir():  # resume from the checkpoints of a finished model
+        if not staging.is_dir():  # resume from the checkpoints (and vocabulary) of a finished model
             shutil.copytree(out / "checkpoints", staging / "checkpoints")
-            if (out / ASSETS).is_dir():
-                shutil.copytree(out / ASSETS, staging / "resume_assets")
-    else:
-        if staging.exists():
-            shutil.rmtree(staging)
+            (staging / ASSETS).mkdir()
+            for name in ("spiece.model", "spiece.json"):
+                if (out / ASSETS / name).is_file():
+                    shutil.copy2(out / ASSETS / name, staging / ASSETS / name)
+    elif staging.exists():
+        shutil.rmtree(staging)
     staging.mkdir(parents=True, exist_ok=True)
     return staging
+
+
+def discard_if_empty(staging: Path) -> None:
+    """After a failure: remove the staging directory unless it holds a checkpoint to resume from."""
+    staging = Path(staging)
+    if staging.is_dir() and not any((staging / "checkpoints").glob("ckpt-*.json")):
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _fsync_tree(path: Path) -> None:

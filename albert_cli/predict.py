@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from albert_cli.errors import DataError, UsageError
+from albert_cli.errors import UsageError
 from albert_cli.modeldir import ModelMeta, load_saved_model, open_model_dir
 
 OUTPUT_FORMATS = ("jsonl", "tsv", "csv", "label")

@@ -57,24 +57,17 @@ app.command("evaluate")(_evaluate.evaluate)
 app.command("embed")(_embed.embed)
 
 
-def _quiet_broken_pipe() -> None:
-    # stdout closed by `| head`: end quietly, without Python's 'Exception ignored' noise.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps errors to one-line messages and exit codes."""
     from albert_cli.console import debug_enabled, err_console
     from albert_cli.errors import EXIT_INTERRUPTED, AlbertError, Interrupted, install_signal_handlers
 
     install_signal_handlers()
-    from albert_cli._tf import setup_env
+    from albert_cli._tf import filter_native_stderr, setup_env
 
     setup_env()  # environment only: TensorFlow reads it when (and if) a command imports it
+    if argv is None and not {"-h", "--help", "--version"} & set(sys.argv[1:]):
+        filter_native_stderr()  # TensorFlow's C++ notices never reach the terminal (console script only)
     if "--debug" in (argv if argv is not None else sys.argv[1:]):
         os.environ["ALBERT_DEBUG"] = "1"
     try:
@@ -86,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"albert: error: {exc.message}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        from albert_cli.console import _stdout_to_devnull
+
+        _stdout_to_devnull()
         sys.exit(0)
     except Interrupted as exc:
         err_console.print(f"albert: {exc}", markup=False)

@@ -39,19 +39,22 @@ def predict(
     if top_k > max(1, len(meta.labels)):
         top_k = max(1, len(meta.labels))
     writer = Writer(meta, OutputOptions(output_format, all_scores, top_k, threshold))
+    from albert_cli.console import closed_stdout_is_fine
+
     kind = detect_format(input, fmt)
-    if kind == "txt":
-        if meta.pair:
-            raise UsageError(f"{model}: a pair model needs CSV/TSV/JSONL input with --text-pair-column")
-        predict_lines(predictor, input, writer)
-        return
-    cols = meta.columns or {}
-    ds = read_dataset(
-        input,
-        fmt=kind,
-        text_column=text_column or cols.get("text") or "text",
-        text_pair_column=text_pair_column or (cols.get("text_pair") if meta.pair else None),
-        label_column=None,
-        skip_bad_rows=skip_bad_rows,
-    )
-    predict_table(predictor, ds, writer)
+    with closed_stdout_is_fine():
+        if kind == "txt":
+            if meta.pair:
+                raise UsageError(f"{model}: a pair model needs CSV/TSV/JSONL input with --text-pair-column")
+            predict_lines(predictor, input, writer)
+            return
+        cols = meta.columns or {}
+        ds = read_dataset(
+            input,
+            fmt=kind,
+            text_column=text_column or cols.get("text") or "text",
+            text_pair_column=text_pair_column or (cols.get("text_pair") if meta.pair else None),
+            label_column=None,
+            skip_bad_rows=skip_bad_rows,
+        )
+        predict_table(predictor, ds, writer)

@@ -6,7 +6,6 @@ commands), so `albert --help` stays instant.
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -110,16 +109,6 @@ def train(
     )
 
 
-def _quiet_exit() -> None:
-    # stdout was closed (`| head`): stop quietly.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
-    raise typer.Exit(0)
-
-
 @app.command("encode")
 def encode(
     model: Path = typer.Option(
@@ -190,7 +179,10 @@ def encode(
             out.write(line.encode("utf-8") + b"\n")
             out.flush()
     except BrokenPipeError:
-        _quiet_exit()
+        from albert_cli.console import closed_stdout_is_fine
+
+        with closed_stdout_is_fine():
+            raise
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -89,8 +89,12 @@ class AlbertConfig:
 
     # ------------------------------------------------------------------ dicts
     def to_dict(self) -> dict[str, Any]:
-        """All fields, Google naming (loadable by `from_dict`)."""
-        return dataclasses.asdict(self)
+        """All fields, Google naming (loadable by `from_dict` and by Google's `modeling.py`,
+        which knows the tanh GELU only as "gelu")."""
+        data = dataclasses.asdict(self)
+        if data["hidden_act"] in TANH_GELUS:
+            data["hidden_act"] = "gelu"
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AlbertConfig":

@@ -136,7 +136,11 @@ class TFAlbertTokenizer(tf.Module):
         normalizer: NormalizerOptions | None = None,
         max_seq_length: int = 512,
         name: str | None = "albert_tokenizer",
+        signatures: bool = True,
     ):
+        """`signatures=False` leaves out the standalone ``call_single``/``call_pair``/``encode_ids``
+        functions: a SavedModel that embeds the tokenizer in its own signatures then
+        traces the tokenization graph once per signature instead of three more times."""
         super().__init__(name=name)
         if int(max_seq_length) < 3:
             raise ValueError("max_seq_length must be at least 3")
@@ -164,11 +168,12 @@ class TFAlbertTokenizer(tf.Module):
                 ),
                 default_value=-1,
             )
-        self.call_single = tf.function(self._call_single, input_signature=[tf.TensorSpec([None], tf.string)])
-        self.call_pair = tf.function(
-            self._call_pair, input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)]
-        )
-        self.encode_ids = tf.function(self.encode, input_signature=[tf.TensorSpec([None], tf.string)])
+        if signatures:
+            self.call_single = tf.function(self._call_single, input_signature=[tf.TensorSpec([None], tf.string)])
+            self.call_pair = tf.function(
+                self._call_pair, input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)]
+            )
+            self.encode_ids = tf.function(self.encode, input_signature=[tf.TensorSpec([None], tf.string)])
 
     # ------------------------------------------------------------------ normalization
     def _lower(self, x, per_char: bool = False):
@@ -297,7 +302,7 @@ class TFAlbertTokenizer(tf.Module):
 
 
 def make_tf_tokenizer(
-    model_bytes: bytes, normalizer: NormalizerOptions | None = None, max_seq_length: int = 512
+    model_bytes: bytes, normalizer: NormalizerOptions | None = None, max_seq_length: int = 512, signatures: bool = True
 ) -> TFAlbertTokenizer:
     """Build the in-graph tokenizer from SentencePiece model bytes (``SentencePieceTokenizer.serialized_model()``)."""
-    return TFAlbertTokenizer(model_bytes, normalizer=normalizer, max_seq_length=max_seq_length)
+    return TFAlbertTokenizer(model_bytes, normalizer=normalizer, max_seq_length=max_seq_length, signatures=signatures)

@@ -7,18 +7,17 @@ grouped by length and padded to their own longest sequence.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from albert_cli.console import err_console, info, warn
-from albert_cli.errors import DataError, Interrupted, ModelError, UsageError
+from albert_cli.errors import DataError, Interrupted, ModelError, UsageError, deferred_interrupts
 
 DEFAULT_VOCAB_SIZE = 8000
 TASKS = ("single_label", "multi_label", "regression")
@@ -102,8 +101,8 @@ class FinetuneOptions:
             raise UsageError(f"--class-weights must be 'balanced' or 'none', got '{self.class_weights}'")
         if self.class_weights == "balanced" and self.task == "regression":
             raise UsageError("--class-weights does not apply to --task regression")
-        if self.vocab_size is not None and self.vocab_size < 100:
-            raise UsageError(f"--vocab-size must be at least 100, got {self.vocab_size}")
+        if self.vocab_size is not None and self.vocab_size < 16:
+            raise UsageError(f"--vocab-size must be at least 16, got {self.vocab_size}")
         if self.init and self.tokenizer:
             raise UsageError("--tokenizer is for a new model; with --init the checkpoint's own tokenizer is used")
         if self.init and self.config:
@@ -322,21 +321,32 @@ class Finetuner:
 
     # ----------------------------------------------------------------- run
     def run(self) -> dict:
+        """Check the output, read the data, then train in OUT.partial and rename it to OUT."""
+        from albert_cli.modeldir import check_output, discard_if_empty, prepare_output
+
+        o = self.opts
+        check_output(self.out, o.overwrite, o.resume)
+        self._read_data()  # bad data fails here, before TensorFlow loads and before anything is written
+        self.staging = prepare_output(self.out, o.overwrite, o.resume)
+        try:
+            return self._run(self.staging)
+        except Interrupted:
+            raise
+        except BaseException:
+            discard_if_empty(self.staging)
+            raise
+
+    def _run(self, staging: Path) -> dict:
         o = self.opts
         from albert_cli._tf import import_tf
 
         tf = import_tf()
         import keras
 
-        from albert_cli.modeldir import prepare_output
-
-        staging = prepare_output(self.out, o.overwrite, o.resume)
-        self.staging = staging
         keras.utils.set_random_seed(o.seed)
         if o.deterministic:
             tf.config.experimental.enable_op_determinism()
 
-        self._read_data()
         self.pretrained = None
         self.init_meta = None
         if o.init:
@@ -588,7 +598,8 @@ class _Loop:
                         if epoch == start_epoch and b < skip_batches:
                             continue
                         inputs = pad_batch(self.train_enc, idx)
-                        loss = float(self.train_step(inputs, self.y_train[idx], self.sample_w[idx]))
+                        with deferred_interrupts():  # a signal waits for the step to finish
+                            loss = float(self.train_step(inputs, self.y_train[idx], self.sample_w[idx]))
                         if not math.isfinite(loss):
                             raise ModelError(
                                 f"training diverged at step {step + 1} (loss {loss}); try a lower --learning-rate"
@@ -603,7 +614,8 @@ class _Loop:
                             tf.summary.scalar("learning_rate", float(self.optimizer.learning_rate))
                         at_end = step >= self.total_steps
                         if self.dev_enc and (step % eval_every == 0 or at_end):
-                            metrics = self.evaluate()
+                            with deferred_interrupts():
+                                metrics = self.evaluate()
                             value = metrics[self.metric]
                             history.append({"step": step, **metrics})
                             with writer.as_default(step=step):

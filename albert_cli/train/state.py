@@ -94,6 +94,8 @@ def restore_checkpoint(directory: Path, step: int, model, optimizer) -> dict:
         )
     for key, var in variables.items():
         value = arrays[key]
+        if value.shape == (1,) and tuple(var.shape) == ():  # safetensors stores scalars as [1]
+            value = value.reshape(())
         if tuple(value.shape) != tuple(var.shape):
             raise ModelError(f"{tensors}: variable {key} ({getattr(var, 'path', '')}) has shape {value.shape}, expected {tuple(var.shape)}")
         var.assign(value)
