@@ -28,8 +28,12 @@ def evaluate(
     from albert_cli.data.readers import read_dataset
     from albert_cli.predict import OutputOptions, Predictor, format_rows
 
-    predictor = Predictor(model_dir, batch_size=batch_size)
-    meta = predictor.meta
+    from albert_cli.errors import UsageError
+    from albert_cli.modeldir import open_model_dir
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    meta = open_model_dir(model_dir)[1]  # no TensorFlow yet: bad data fails fast
     cols = meta.columns or {}
     text_column = text_column or cols.get("text") or "text"
     label_column = label_column or cols.get("label") or "label"
@@ -45,6 +49,7 @@ def evaluate(
         label_kind=kind,
         skip_bad_rows=skip_bad_rows,
     )
+    predictor = Predictor(model_dir, batch_size=batch_size)
     out = predictor.predict(ds.texts, ds.pairs)
     rows = format_rows(meta, out, OutputOptions(threshold=threshold))
     report: dict = {"model": str(model_dir), "test": ds.name, "task": meta.task, "num_examples": len(ds)}

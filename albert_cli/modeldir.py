@@ -67,6 +67,7 @@ def partial_dir(out: Path) -> Path:
 def check_output(out: Path, overwrite: bool, resume: bool) -> None:
     """Fail early (before any work) if OUT may not be written."""
     out = Path(out)
+    recover(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
@@ -131,13 +132,87 @@ def _fsync_tree(path: Path) -> None:
             pass
 
 
+OLD_INFIX = ".old-"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _set_aside(out: Path) -> list[tuple[Path, int]]:
+    """``.OUT.old-PID-TIME`` directories next to OUT (a replaced model, set aside by `commit`), newest first."""
+    prefix = f".{out.name}{OLD_INFIX}"
+    found = []
+    try:
+        entries = list(out.absolute().parent.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        if p.name.startswith(prefix) and p.is_dir():
+            pid, _, stamp = p.name[len(prefix):].partition("-")
+            if pid.isdigit() and stamp.isdigit():
+                found.append((p, int(pid), int(stamp)))
+    return [(p, pid) for p, pid, _ in sorted(found, key=lambda x: x[2], reverse=True)]
+
+
+def recover(out: Path) -> bool:
+    """Undo a `commit` that crashed between setting OUT aside and renaming the new model in.
+
+    If OUT is missing and a ``.OUT.old-PID-TIME`` left by a process that no longer
+    runs exists, rename it back to OUT (the new model, if complete, is still in
+    OUT.partial). If OUT exists, such leftovers are removed. Returns True if OUT
+    was restored.
+    """
+    out = Path(out)
+    leftovers = [(p, pid) for p, pid in _set_aside(out) if not _pid_alive(pid)]
+    if not leftovers:
+        return False
+    restored = False
+    if not out.exists():
+        from albert_cli.console import warn
+
+        newest = leftovers.pop(0)[0]
+        os.rename(newest, out)
+        _fsync_dir(out.absolute().parent)
+        warn(f"{out}: restored the previous model from {newest.name} (an earlier save was interrupted)")
+        restored = True
+    for p, _ in leftovers:
+        shutil.rmtree(p, ignore_errors=True)
+    return restored
+
+
 def commit(staging: Path, out: Path) -> None:
-    """Atomically replace OUT by the finished staging directory."""
+    """Replace OUT by the finished staging directory.
+
+    OUT is renamed aside to ``.OUT.old-PID-TIME``, the staging directory renamed
+    to OUT, then the old one deleted. A crash between the two renames leaves OUT
+    missing; `recover` (called by every command that reads or writes OUT) puts
+    the old model back.
+    """
     staging, out = Path(staging), Path(out)
     _fsync_tree(staging)
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}-{int(time.time())}")
+        old = out.with_name(f".{out.name}{OLD_INFIX}{os.getpid()}-{time.time_ns()}")
         os.rename(out, old)
     try:
         os.rename(staging, out)
@@ -145,6 +220,7 @@ def commit(staging: Path, out: Path) -> None:
         if old is not None:
             os.rename(old, out)
         raise
+    _fsync_dir(out.absolute().parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -162,6 +238,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def open_model_dir(path) -> tuple[Path, ModelMeta]:
     """Validate an albert-cli model directory and read its metadata (no TensorFlow)."""
     path = Path(path)
+    recover(path)
     if not path.exists():
         partial = partial_dir(path)
         hint = f" (an unfinished run is in {partial.name}/: use finetune --resume)" if partial.is_dir() else ""
@@ -184,9 +261,27 @@ def open_model_dir(path) -> tuple[Path, ModelMeta]:
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelError(f"{path}: written by a newer albert-cli (format {data.get('format_version')})")
     try:
-        return path, ModelMeta.from_dict(data)
+        meta = ModelMeta.from_dict(data)
     except TypeError as exc:
         raise ModelError(f"{meta_path}: corrupted model metadata ({exc})") from None
+    tok = meta.tokenizer or {}
+    if tok.get("kind", "sentencepiece") == "sentencepiece":
+        _check_tokenizer(path / ASSETS / tok.get("file", "spiece.model"))
+    return path, meta
+
+
+def _check_tokenizer(spm_path: Path) -> None:
+    """The SentencePiece model in assets/ must load (the serving graph has its own copy,
+    but a damaged one means a damaged directory, and `finetune --init`/`embed` read it)."""
+    if not spm_path.is_file():
+        raise ModelError(f"{spm_path}: missing tokenizer file")
+    import sentencepiece as spm
+
+    try:
+        spm.SentencePieceProcessor(model_proto=spm_path.read_bytes())
+    except Exception as exc:  # truncated or corrupted protobuf
+        first = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{spm_path}: corrupted tokenizer model ({first})") from None
 
 
 def load_saved_model(path: Path):

@@ -162,9 +162,11 @@ class Writer:
 # ------------------------------------------------------------------ streaming
 def iter_lines(path) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text or None, error or None) for each input line, streaming."""
-    raw = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
+    from albert_cli.data.readers import check_input_file, display_name, utf8_lines
+
+    raw = sys.stdin.buffer if str(path) == "-" else open(check_input_file(path), "rb")
     try:
-        for lineno, line in enumerate(raw, start=1):
+        for lineno, line in enumerate(utf8_lines(raw, display_name(path)), start=1):
             if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             try:

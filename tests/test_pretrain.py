@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import importlib.util
 import os
 import random
 import signal
@@ -66,6 +67,9 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def jax_run(work):
     """The JAX run starts early (in the background) and is collected by its test."""
+    if importlib.util.find_spec("jax") is None:
+        yield None
+        return
     env = dict(os.environ, KERAS_BACKEND="jax", ALBERT_ASSERT_NO_TF="1", TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("ALBERT_DEBUG", None)
     proc = subprocess.Popen(
@@ -197,6 +201,8 @@ def _inputs(batch: int = 2, seq: int = 16) -> dict:
 
 
 def test_jax_path_never_imports_tensorflow_and_loads_on_tf(work, jax_run):
+    if jax_run is None:
+        pytest.skip("jax is not installed")
     _, err = jax_run.communicate(timeout=300)
     assert jax_run.returncode == 0, err
     out = work / "out_jax"

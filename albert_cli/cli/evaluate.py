@@ -27,7 +27,18 @@ def evaluate(
 ) -> None:
     """Evaluate a model on labelled data: accuracy, macro/micro/weighted F1, per-class P/R/F1, confusion matrix
     (multi-label: subset accuracy, micro/macro F1; regression: MSE, Pearson, Spearman)."""
+    import os
+
+    from albert_cli.errors import UsageError
     from albert_cli.evaluate import evaluate as run, print_report, write_json, write_predictions
+
+    if threshold is not None and not 0 < threshold < 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
+    for option, path in (("--output", output), ("--predictions", predictions)):
+        if path:  # check before the work, not after it
+            parent = os.path.dirname(os.path.abspath(path))
+            if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+                raise UsageError(f"{option} {path}: cannot write there (not a file in a writable directory)")
 
     report, rows = run(
         model, test, fmt=fmt, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,

@@ -38,7 +38,9 @@ def finetune(
     text_column: str = TextColumnOpt,
     text_pair_column: Optional[str] = TextPairColumnOpt,
     label_column: str = LabelColumnOpt,
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs [default: 8 from scratch, 3 with --init]."),
+    epochs: Optional[float] = typer.Option(
+        None, "--epochs", help="Training epochs [default: 8 from scratch (at most 1,500 steps), 3 with --init]."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Examples per training step."),
     learning_rate: Optional[float] = typer.Option(
         None, "--learning-rate", "--lr", help="Peak learning rate [default: 5e-4 from scratch, 3e-5 with --init]."
@@ -64,6 +66,7 @@ def finetune(
     skip_bad_rows: bool = SkipBadRowsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    jit: bool = typer.Option(False, "--jit/--no-jit", help="XLA-compile the training step (compiles once per length bucket)."),
     deterministic: bool = typer.Option(
         True, "--deterministic/--no-deterministic", help="TensorFlow op determinism (same seed, same model)."
     ),
@@ -81,7 +84,7 @@ def finetune(
         learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout,
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
-        overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps,
+        overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit,
     )
     result = run_finetune(opts)
     from albert_cli.console import info

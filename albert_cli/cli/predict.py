@@ -34,20 +34,25 @@ def predict(
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
     if threshold is not None and not 0 < threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-    predictor = Predictor(model, batch_size=batch_size)
-    meta = predictor.meta
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    # Everything that can be checked without TensorFlow is checked before the model loads.
+    from albert_cli.modeldir import open_model_dir
+
+    meta = open_model_dir(model)[1]
     if top_k > max(1, len(meta.labels)):
         top_k = max(1, len(meta.labels))
     writer = Writer(meta, OutputOptions(output_format, all_scores, top_k, threshold))
-    from albert_cli.console import closed_stdout_is_fine
-
     kind = detect_format(input, fmt)
-    with closed_stdout_is_fine():
-        if kind == "txt":
-            if meta.pair:
-                raise UsageError(f"{model}: a pair model needs CSV/TSV/JSONL input with --text-pair-column")
-            predict_lines(predictor, input, writer)
-            return
+    ds = None
+    if kind == "txt":
+        if meta.pair:
+            raise UsageError(f"{model}: a pair model needs CSV/TSV/JSONL input with --text-pair-column")
+        if input != "-":
+            from albert_cli.data.readers import check_input_file
+
+            check_input_file(input)
+    else:
         cols = meta.columns or {}
         ds = read_dataset(
             input,
@@ -57,4 +62,11 @@ def predict(
             label_column=None,
             skip_bad_rows=skip_bad_rows,
         )
-        predict_table(predictor, ds, writer)
+    predictor = Predictor(model, batch_size=batch_size)
+    from albert_cli.console import closed_stdout_is_fine
+
+    with closed_stdout_is_fine():
+        if ds is None:
+            predict_lines(predictor, input, writer)
+        else:
+            predict_table(predictor, ds, writer)

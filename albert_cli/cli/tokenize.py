@@ -64,9 +64,21 @@ def train(
         show_default=False,
     ),
     seed: int = typer.Option(12345, "--seed", help="Random seed for line sampling and SentencePiece."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing PREFIX.model/.vocab/.json files."),
 ) -> None:
     """Train an ALBERT-style unigram SentencePiece model: <pad>=0 <unk>=1 \\[CLS]=2 \\[SEP]=3 \\[MASK]=4."""
+    import os
     import time
+
+    from albert_cli.errors import UsageError
+
+    existing = [p for p in (Path(f"{output}{ext}") for ext in (".model", ".vocab", ".json")) if p.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]}: exists (use --overwrite to replace {output}.model/.vocab/.json)")
+    parent = output.absolute().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        what = "does not exist" if not parent.exists() else "is not a directory" if not parent.is_dir() else "is not writable"
+        raise UsageError(f"{output}: cannot write the vocabulary: {parent} {what}")
 
     from albert_cli.console import err_console, info
     from albert_cli.text.normalize import NormalizerOptions
@@ -152,13 +164,12 @@ def encode(
             stream = open(p, "rb")
         except OSError as exc:
             raise DataError(f"{p}: cannot read ({exc.strerror})") from None
+    from albert_cli.data.readers import utf8_lines
+
     out = sys.stdout.buffer
     try:
         lineno = 0
-        while True:
-            raw = stream.readline()  # returns as soon as a line is available (works with `tail -f`)
-            if not raw:
-                break
+        for raw in utf8_lines(stream, name):  # one line at a time (works with `tail -f`); UTF-16 transcoded
             lineno += 1
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]

@@ -89,6 +89,42 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def sniff_encoding(raw) -> str:
+    """"utf-16" if the binary stream `raw` (or the file at a path) starts with a UTF-16 BOM, else "utf-8-sig"."""
+    if isinstance(raw, (str, os.PathLike)):
+        with open(raw, "rb") as f:
+            head = f.read(2)
+    else:
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    return "utf-16" if head in UTF16_BOMS else "utf-8-sig"
+
+
+def utf8_lines(raw, name: str) -> Iterator[bytes]:
+    """The lines of binary stream `raw` as bytes, read one at a time (so `tail -f` works).
+
+    A UTF-16 stream (BOM first) is transcoded to UTF-8; anything else is passed
+    through untouched (the caller decodes each line and reports bad ones).
+    """
+    if sniff_encoding(raw) != "utf-16":
+        yield from iter(raw.readline, b"")
+        return
+    text = io.TextIOWrapper(raw, encoding="utf-16", errors="strict", newline="")
+    lineno = 0
+    try:
+        for lineno, line in enumerate(text, start=1):
+            yield line.encode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: near line {lineno + 1}: invalid UTF-16") from None
+    finally:
+        text.detach()  # do not close `raw` (it may be stdin)
+
+
+check_input_file = _check_path  # public name: an existing, readable, non-directory file, or a DataError
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     if str(path) == "-":
         return sys.stdin.buffer.read()
@@ -347,7 +383,7 @@ def iter_texts(
         if p.stat().st_size == 0:
             raise DataError(f"{name}: file is empty")
         raw = open(p, "rb")
-    stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+    stream = io.TextIOWrapper(raw, encoding=sniff_encoding(raw), errors="strict", newline="")
     lineno = 0
     try:
         if fmt in ("csv", "tsv"):
@@ -390,5 +426,6 @@ def iter_texts(
     except csv.Error as exc:
         raise DataError(f"{name}: line {lineno + 1}: malformed {fmt.upper()}: {exc}") from None
     finally:
+        stream.detach()
         if str(path) != "-":
             raw.close()

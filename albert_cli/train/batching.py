@@ -55,11 +55,15 @@ def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator | 
     return batches
 
 
-def pad_batch(encoded, indices, multiple: int = 8) -> dict[str, np.ndarray]:
-    """Pad the selected examples to the longest of them (rounded up to `multiple`)."""
+def pad_batch(encoded, indices, multiple: int = 8, rows: int | None = None) -> dict[str, np.ndarray]:
+    """Pad the selected examples to the longest of them (rounded up to `multiple`).
+
+    `rows` pads the batch with empty rows (padding_mask 0) up to a fixed size,
+    so that an XLA-compiled step sees one shape per length bucket.
+    """
     longest = max(len(encoded[i][0]) for i in indices)
     width = -(-longest // multiple) * multiple
-    token_ids = np.zeros((len(indices), width), np.int32)
+    token_ids = np.zeros((max(rows or 0, len(indices)), width), np.int32)
     segment_ids = np.zeros_like(token_ids)
     padding_mask = np.zeros_like(token_ids)
     for row, i in enumerate(indices):

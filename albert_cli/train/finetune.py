@@ -20,6 +20,7 @@ from albert_cli.console import err_console, info, warn
 from albert_cli.errors import DataError, Interrupted, ModelError, UsageError, deferred_interrupts
 
 DEFAULT_VOCAB_SIZE = 8000
+SCRATCH_MAX_STEPS = 1500  # default step budget from scratch when --epochs is not given
 TASKS = ("single_label", "multi_label", "regression")
 METRICS = ("accuracy", "macro_f1", "micro_f1", "loss", "mse", "pearson")
 # From scratch (no --init): a small ALBERT that trains in minutes on two cores.
@@ -70,6 +71,7 @@ class FinetuneOptions:
     resume: bool = False
     deterministic: bool = True
     max_steps: int | None = None
+    jit: bool = False  # XLA-compile the training step (one compilation per length bucket)
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -395,6 +397,11 @@ class Finetuner:
         lr = o.learning_rate if o.learning_rate is not None else (5e-4 if scratch else 3e-5)
         steps_per_epoch = math.ceil(len(train_enc) / o.batch_size)
         total_steps = max(1, int(round(steps_per_epoch * epochs)))
+        if o.epochs is None and scratch and total_steps > SCRATCH_MAX_STEPS:
+            # Default budget on big data: about 15 minutes on two CPU cores.
+            total_steps = SCRATCH_MAX_STEPS
+            epochs = round(total_steps / steps_per_epoch, 2)
+            info(f"default budget: {total_steps} steps ({epochs} epochs); set --epochs to train longer")
         if o.max_steps:
             total_steps = min(total_steps, o.max_steps)
         warmup = int(total_steps * o.warmup_ratio)
@@ -455,8 +462,16 @@ class Finetuner:
             metrics=result.get("dev_metrics") or {},
         )
         info("writing the model directory")
-        export_model_dir(self.staging, model, config, self.tokenizer, meta)
-        commit(self.staging, self.out)
+        try:
+            export_model_dir(self.staging, model, config, self.tokenizer, meta)
+            commit(self.staging, self.out)
+        except (OSError, tf.errors.OpError) as exc:  # full disk, quota...: OUT is untouched until commit succeeds
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(";")[0][:200]
+            kept = "the previous model is unchanged; " if self.out.exists() else ""
+            raise ModelError(
+                f"{self.out}: cannot write the model ({reason}); {kept}"
+                f"the last checkpoint is kept in {self.staging.name}/ (free space, then --resume)"
+            ) from None
 
 
 class _Loop:
@@ -473,7 +488,23 @@ class _Loop:
         self.lower_is_better = self.metric in ("loss", "mse")
         self.ckpt_dir = ft.staging / "checkpoints"
         self.lengths = np.asarray([len(e[0]) for e in train_enc])
+        # Length buckets: coarser with XLA, which compiles once per shape.
+        self.bucket = 16 if o.jit else 8
         self._build_steps()
+
+    def _batch(self, idx):
+        """Inputs, targets and weights; with XLA, padded to a fixed number of rows (weight 0)."""
+        from albert_cli.train.batching import pad_batch
+
+        o = self.ft.opts
+        rows = o.batch_size if o.jit else len(idx)
+        inputs = pad_batch(self.train_enc, idx, self.bucket, rows)
+        extra = rows - len(idx)
+        y, w = self.y_train[idx], self.sample_w[idx]
+        if extra:
+            y = np.concatenate([y, np.zeros((extra,) + y.shape[1:], y.dtype)])
+            w = np.concatenate([w, np.zeros(extra, w.dtype)])
+        return inputs, y, w
 
     def _loss(self, y, logits, w):
         tf = self.tf
@@ -497,7 +528,9 @@ class _Loop:
             yspec = tf.TensorSpec([None], tf.float32)
         wspec = tf.TensorSpec([None], tf.float32)
 
-        @tf.function(input_signature=[spec, yspec, wspec])
+        jit = bool(self.ft.opts.jit)
+
+        @tf.function(input_signature=[spec, yspec, wspec], jit_compile=jit)
         def train_step(inputs, y, w):
             with tf.GradientTape() as tape:
                 logits = model(inputs, training=True)
@@ -506,7 +539,7 @@ class _Loop:
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[spec], jit_compile=jit)
         def predict_step(inputs):
             logits = tf.cast(model(inputs, training=False), tf.float32)
             if self.task == "single_label":
@@ -523,8 +556,9 @@ class _Loop:
 
         lengths = [len(e[0]) for e in enc]
         out = [None] * len(enc)
+        rows = batch_size if self.ft.opts.jit else None
         for idx in length_grouped_batches(lengths, batch_size, None):
-            res = self.predict_step(pad_batch(enc, idx)).numpy()
+            res = self.predict_step(pad_batch(enc, idx, self.bucket, rows)).numpy()
             for row, i in enumerate(idx):
                 out[i] = res[row]
         return np.stack(out)
@@ -597,9 +631,9 @@ class _Loop:
                     for b, idx in enumerate(batches):
                         if epoch == start_epoch and b < skip_batches:
                             continue
-                        inputs = pad_batch(self.train_enc, idx)
+                        inputs, y, w = self._batch(idx)
                         with deferred_interrupts():  # a signal waits for the step to finish
-                            loss = float(self.train_step(inputs, self.y_train[idx], self.sample_w[idx]))
+                            loss = float(self.train_step(inputs, y, w))
                         if not math.isfinite(loss):
                             raise ModelError(
                                 f"training diverged at step {step + 1} (loss {loss}); try a lower --learning-rate"

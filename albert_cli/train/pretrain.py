@@ -183,7 +183,9 @@ def _text_lines(path: str) -> Iterator[str]:
     """Lines of a plain-text corpus, blank lines kept (they separate documents)."""
     lineno = 0
     try:
-        with open(_check_file(path), encoding="utf-8-sig", newline="") as f:
+        from albert_cli.data.readers import sniff_encoding
+
+        with open(_check_file(path), encoding=sniff_encoding(path), newline="") as f:
             for lineno, line in enumerate(f, start=1):
                 if "\x00" in line:
                     raise DataError(f"{path}: line {lineno}: contains NUL bytes (binary data?)")
@@ -198,7 +200,9 @@ def _records(path: str, fmt: str, columns: tuple[str, str]) -> Iterator[tuple[st
 
     text_column, doc_column = columns
     _check_file(path)
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    from albert_cli.data.readers import sniff_encoding
+
+    with open(path, encoding=sniff_encoding(path), newline="") as f:
         if fmt == "jsonl":
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
@@ -381,6 +385,10 @@ class Pretrainer:
     def _make_runtime(self):
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
         if backend == "jax":
+            import importlib.util
+
+            if importlib.util.find_spec("jax") is None:
+                raise UsageError("KERAS_BACKEND=jax, but the jax package is not installed (pip install jax)")
             from albert_cli.train.pretrain_jax import JaxRuntime
 
             return JaxRuntime(self.opts)
@@ -549,16 +557,27 @@ class Pretrainer:
                  and planned_strategy(o.strategy) == "multi-worker")
         _, index, chief = cluster_role(_tf_config()) if multi else (1, 0, True)
         self._prepare_output(chief, index)
-        self.rt = self._make_runtime()
-        if o.batch_size % self.rt.num_replicas:
-            raise UsageError(f"--batch-size {o.batch_size} must be a multiple of the {self.rt.num_replicas} replicas")
-        self.rt.seed(o.seed, o.deterministic)
-        total = self._setup()
-        result = self._train(total)
-        if self.rt.is_chief:
-            self._export(result)
-        else:
-            shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            self.rt = self._make_runtime()
+            if o.batch_size % self.rt.num_replicas:
+                raise UsageError(f"--batch-size {o.batch_size} must be a multiple of the {self.rt.num_replicas} replicas")
+            self.rt.seed(o.seed, o.deterministic)
+            total = self._setup()
+            result = self._train(total)
+            if self.rt.is_chief:
+                self._export(result)
+            else:
+                shutil.rmtree(self.staging, ignore_errors=True)
+        except Interrupted:
+            raise
+        except BaseException:  # bad data, bad options, full disk...: keep OUT.partial only if it can be resumed
+            if chief:
+                from albert_cli.modeldir import discard_if_empty
+
+                discard_if_empty(self.staging)
+            elif self.staging.is_dir():
+                shutil.rmtree(self.staging, ignore_errors=True)
+            raise
         self.rt.check_clean()
         return {
             "output": str(self.out), **result, "backend": self.rt.name, "workers": self.rt.num_workers,

@@ -26,7 +26,10 @@ _HUB_FILES = ["config.json", "model.safetensors", "spiece.model", "tokenizer_con
 
 def detect_format(path: str | Path) -> str:
     """"google", "hf" or "albert_cli" for a model directory; ModelError otherwise."""
+    from albert_cli.modeldir import recover
+
     path = Path(path)
+    recover(path)  # a model set aside by a save that crashed
     if not path.exists():
         raise ModelError(f"{path}: model directory does not exist")
     if not path.is_dir():
