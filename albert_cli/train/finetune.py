@@ -466,7 +466,8 @@ class Finetuner:
             export_model_dir(self.staging, model, config, self.tokenizer, meta)
             commit(self.staging, self.out)
         except (OSError, tf.errors.OpError) as exc:  # full disk, quota...: OUT is untouched until commit succeeds
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(";")[0][:200]
+            parts = [x.strip() for x in " ".join(str(exc).split()).split(";") if x.strip()]  # TF: "PATH; REASON"
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (parts or [type(exc).__name__])[-1][:200]
             kept = "the previous model is unchanged; " if self.out.exists() else ""
             raise ModelError(
                 f"{self.out}: cannot write the model ({reason}); {kept}"
