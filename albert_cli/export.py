@@ -25,13 +25,10 @@ def build_serving_module(model, tokenizer, meta: ModelMeta):
     from albert_cli._tf import import_tf
 
     tf = import_tf()
-    from albert_cli.text.normalize import NormalizerOptions
-    from albert_cli.text.tf_tokenizer import make_tf_tokenizer
+    from albert_cli.text.tokenizers import make_in_graph_tokenizer
 
-    tf_tok = make_tf_tokenizer(
-        tokenizer.serialized_model(), NormalizerOptions.from_dict(meta.normalizer), meta.max_seq_length,
-        signatures=False,
-    )
+    # The same ids as `tokenizer` (SentencePiece or WordPiece), inside the graph.
+    tf_tok = make_in_graph_tokenizer(tokenizer, meta.max_seq_length, signatures=False)
     task = meta.task
     labels = list(meta.labels)
     thresholds = list(meta.thresholds or [])

@@ -299,3 +299,46 @@ def test_multi_label_thresholds_and_regression(tmp_path):
     assert Predictor(rout).predict(["a short one"])["value"].shape == (1,)
     ev = run_albert("evaluate", rout, reg, "--json")
     assert {"mse", "pearson", "spearman"} <= set(json.loads(ev.stdout))
+
+
+def test_init_from_wordpiece_checkpoint(tmp_path):
+    """Chinese ALBERT releases use a WordPiece vocab.txt: finetune follows it, in Python and in the graph."""
+    import shutil
+
+    from albert_cli.model.backbone import AlbertBackbone
+    from albert_cli.model.config import AlbertConfig
+    from albert_cli.text.wordpiece import WordPieceTokenizer
+    from albert_cli.weights import save_hf_dir
+    from conftest import FIXTURES
+
+    ckpt = tmp_path / "zh-albert"
+    config = AlbertConfig(vocab_size=2500, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    save_hf_dir(AlbertBackbone(config), ckpt)
+    shutil.copyfile(FIXTURES / "wordpiece" / "vocab.txt", ckpt / "vocab.txt")
+    rows = [("这家酒店的服务很好", "pos"), ("房间很干净", "pos"), ("服务太差了", "neg"), ("不推荐", "neg")] * 10
+    train = write_csv(tmp_path / "zh.csv", rows)
+    out = tmp_path / "zh-model"
+    res = run_albert("finetune", train, "--init", ckpt, "-o", out, "--max-steps", "3", "--batch-size", "8")
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((out / "assets/albert_cli.json").read_text())
+    assert meta["tokenizer"] == {"kind": "wordpiece", "file": "vocab.txt"}
+    assert (out / "assets/vocab.txt").is_file()
+
+    from albert_cli.predict import Predictor
+
+    predictor = Predictor(out)
+    texts = ["服务很好", "Hello 世界"]
+    served = predictor.predict(texts)
+    assert set(l.decode() for l in served["label"]) <= {"pos", "neg"}
+    # the graph's tokenizer gives the Python WordPiece ids
+    wp = WordPieceTokenizer.from_file(out / "assets/vocab.txt")
+    import tensorflow as tf
+
+    ids = predictor._loaded.signatures["classify_ids"]
+    packed = [[wp.cls_id, *wp.encode(t), wp.sep_id] for t in texts]
+    width = max(map(len, packed))
+    token_ids = tf.constant([p + [0] * (width - len(p)) for p in packed], tf.int32)
+    mask = tf.cast(token_ids != 0, tf.int32)
+    direct = ids(token_ids=token_ids, segment_ids=tf.zeros_like(token_ids), padding_mask=mask)
+    np.testing.assert_allclose(direct["probabilities"].numpy(), served["probabilities"], atol=1e-5)

@@ -7,6 +7,7 @@ grouped by length and padded to their own longest sequence.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -238,20 +239,23 @@ class Finetuner:
         assets = staging / "assets"
         assets.mkdir(parents=True, exist_ok=True)
         target = assets / "spiece.model"
-        if target.exists() and o.resume:
-            pass  # the run being resumed already chose it; its sidecar is next to it
+        if o.resume and (target.exists() or (assets / "vocab.txt").exists()):
+            pass  # the run being resumed already chose it; its settings are next to it
         elif self.pretrained is not None:
-            tok = self.pretrained.tokenizer
-            if tok is None:
-                raise ModelError(f"{o.init}: no tokenizer (spiece.model) next to the weights")
-            if tok.kind != "sentencepiece":
-                raise ModelError(f"{o.init}: WordPiece vocabularies are not supported by finetune yet")
-            if self.init_meta is not None:
-                normalizer = NormalizerOptions.from_dict(self.init_meta.normalizer)
-            else:
-                normalizer = NormalizerOptions(lowercase=tok.do_lower_case, strip_accents=not tok.keep_accents)
-            shutil.copyfile(tok.path, target)
-            write_sidecar(target, normalizer, source=str(o.init))
+            from albert_cli.text.tokenizers import tokenizer_for_pretrained
+
+            tok = tokenizer_for_pretrained(self.pretrained)  # SentencePiece or WordPiece, as the checkpoint has
+            info_ = self.pretrained.tokenizer
+            if info_.kind == "wordpiece":
+                shutil.copyfile(info_.path, assets / "vocab.txt")
+                self.tokenizer, self.tokenizer_spec = tok, {"kind": "wordpiece", "file": "vocab.txt"}
+                self.normalizer = NormalizerOptions(lowercase=tok.do_lower_case, strip_accents=tok.do_lower_case)
+                (assets / "tokenizer.json").write_text(
+                    json.dumps({**self.tokenizer_spec, "normalizer": self.normalizer.to_dict()})
+                )
+                return
+            shutil.copyfile(info_.path, target)
+            write_sidecar(target, tok.normalizer, source=str(o.init))
         elif o.tokenizer:
             given = SentencePieceTokenizer.from_file(o.tokenizer)  # reads its PREFIX.json normalizer
             shutil.copyfile(o.tokenizer, target)
@@ -268,7 +272,16 @@ class Finetuner:
                 size = max(100, int(exc.max_size * 0.9))
                 info(f"the training text supports at most {exc.max_size} pieces: using {size}")
                 train_sentencepiece(iter(texts), assets / "spiece", vocab_size=size, seed=o.seed)
+        if (assets / "vocab.txt").is_file() and not target.exists():  # resuming a WordPiece run
+            from albert_cli.text.wordpiece import WordPieceTokenizer
+
+            lower = json.loads((assets / "tokenizer.json").read_text())["normalizer"]["lowercase"]
+            self.tokenizer = WordPieceTokenizer.from_file(assets / "vocab.txt", do_lower_case=lower)
+            self.tokenizer_spec = {"kind": "wordpiece", "file": "vocab.txt"}
+            self.normalizer = NormalizerOptions(lowercase=lower, strip_accents=lower)
+            return
         self.tokenizer = SentencePieceTokenizer.from_file(target)
+        self.tokenizer_spec = {"kind": "sentencepiece", "file": "spiece.model"}
         self.normalizer = self.tokenizer.normalizer
 
     # ---------------------------------------------------------------- model
@@ -452,6 +465,7 @@ class Finetuner:
         o = self.opts
         meta = ModelMeta(
             task=o.task,
+            tokenizer=self.tokenizer_spec,
             labels=self.labels.labels if self.labels else [],
             normalizer=self.normalizer.to_dict(),
             max_seq_length=self.max_len,
@@ -626,7 +640,7 @@ class _Loop:
             try:
                 while step < self.total_steps and not stop:
                     rng = np.random.default_rng([o.seed, epoch])
-                    from albert_cli.train.batching import length_grouped_batches, pad_batch
+                    from albert_cli.train.batching import length_grouped_batches
 
                     batches = length_grouped_batches(self.lengths, o.batch_size, rng)
                     for b, idx in enumerate(batches):
