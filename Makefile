@@ -23,7 +23,7 @@ quickstart: install
 
 # pytest exits 5 when it collects no test: that fails here, as it should.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -367,12 +367,14 @@ def _read_txt(text, name, label_column, label_kind, skip_bad_rows) -> Dataset:
     return col.finish()
 
 
-def iter_texts(
-    path: str | os.PathLike, fmt: str | None = None, text_column: str = "text"
-) -> Iterator[str]:
-    """Stream the text column (or each line of a text file) without loading the file.
+def iter_records(
+    path: str | os.PathLike, fmt: str | None = None, columns: tuple[str, ...] = ("text",)
+) -> Iterator[tuple]:
+    """Stream the values of `columns` for every record, without loading the file.
 
-    Blank texts are skipped. Used for SentencePiece training and pretraining corpora.
+    CSV/TSV: a missing column is an error (naming the columns that exist);
+    JSONL: a record without a field gives None for it; a text file yields
+    ``(line,)``. Used for corpora (SentencePiece training, pretraining).
     """
     name = display_name(path)
     fmt = detect_format(path, fmt)
@@ -396,13 +398,14 @@ def iter_texts(
                 header = next(reader)
             except StopIteration:
                 raise DataError(f"{name}: file is empty") from None
-            if text_column not in header:
-                raise _missing_column(name, text_column, "--text-column", header)
-            index = header.index(text_column)
+            options = ("--text-column", "--doc-column")
+            for i, column in enumerate(columns):
+                if column not in header:
+                    raise _missing_column(name, column, options[min(i, 1)], header)
+            indices = [header.index(c) for c in columns]
             for row in reader:
                 lineno = reader.line_num
-                if index < len(row) and row[index].strip():
-                    yield row[index]
+                yield tuple(row[i] if i < len(row) else "" for i in indices)
         elif fmt == "jsonl":
             for lineno, line in enumerate(stream, start=1):
                 if not line.strip():
@@ -411,16 +414,15 @@ def iter_texts(
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{name}: line {lineno}: invalid JSON ({exc.msg})") from None
-                value = record.get(text_column) if isinstance(record, dict) else None
-                if isinstance(value, str) and value.strip():
-                    yield value
+                if not isinstance(record, dict):
+                    raise DataError(f"{name}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+                yield tuple(record.get(c) for c in columns)
         else:
             for lineno, line in enumerate(stream, start=1):
                 line = line.rstrip("\r\n")
                 if "\x00" in line:
                     raise DataError(f"{name}: line {lineno}: contains NUL bytes (binary data?)")
-                if line.strip():
-                    yield line
+                yield (line,)
     except UnicodeDecodeError:
         raise DataError(f"{name}: near line {lineno + 1}: not valid UTF-8; save the file as UTF-8") from None
     except csv.Error as exc:
@@ -429,3 +431,12 @@ def iter_texts(
         stream.detach()
         if str(path) != "-":
             raw.close()
+
+
+def iter_texts(
+    path: str | os.PathLike, fmt: str | None = None, text_column: str = "text"
+) -> Iterator[str]:
+    """Stream the non-blank texts of the text column (or the lines of a text file)."""
+    for (value,) in iter_records(path, fmt, (text_column,)):
+        if isinstance(value, str) and value.strip():
+            yield value

@@ -181,49 +181,22 @@ def _check_file(path: str) -> Path:
 
 def _text_lines(path: str) -> Iterator[str]:
     """Lines of a plain-text corpus, blank lines kept (they separate documents)."""
-    lineno = 0
-    try:
-        from albert_cli.data.readers import sniff_encoding
+    from albert_cli.data.readers import iter_records
 
-        with open(_check_file(path), encoding=sniff_encoding(path), newline="") as f:
-            for lineno, line in enumerate(f, start=1):
-                if "\x00" in line:
-                    raise DataError(f"{path}: line {lineno}: contains NUL bytes (binary data?)")
-                yield line.rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: near line {lineno + 1}: not valid UTF-8; save the file as UTF-8") from None
+    _check_file(path)
+    for (line,) in iter_records(path, "txt"):
+        yield line
 
 
 def _records(path: str, fmt: str, columns: tuple[str, str]) -> Iterator[tuple[str, str]]:
     """(text, doc) of every CSV/TSV/JSONL record (doc column values as strings)."""
-    import csv
+    from albert_cli.data.readers import iter_records
 
-    text_column, doc_column = columns
-    _check_file(path)
-    from albert_cli.data.readers import sniff_encoding
-
-    with open(path, encoding=sniff_encoding(path), newline="") as f:
-        if fmt == "jsonl":
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or doc_column not in record:
-                    raise DataError(f"{path}: line {lineno}: no field '{doc_column}' (--doc-column)")
-                text = record.get(text_column)
-                yield (text if isinstance(text, str) else ""), str(record[doc_column])
-            return
-        reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
-        header = next(reader, None) or []
-        for option, column in (("--text-column", text_column), ("--doc-column", doc_column)):
-            if column not in header:
-                raise DataError(f"{path}: no column '{column}' ({option}); columns are: {', '.join(header)}")
-        ti, di = header.index(text_column), header.index(doc_column)
-        for row in reader:
-            yield (row[ti] if ti < len(row) else ""), (row[di] if di < len(row) else "")
+    doc_column = columns[1]
+    for n, (text, doc) in enumerate(iter_records(path, fmt, columns), start=1):
+        if doc is None:
+            raise DataError(f"{path}: record {n}: no field '{doc_column}' (--doc-column)")
+        yield (text if isinstance(text, str) else ""), str(doc)
 
 
 def iter_corpus_lines(paths, fmt=None, text_column="text", doc_column=None) -> Iterator[str]:
