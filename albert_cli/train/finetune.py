@@ -657,7 +657,8 @@ class _Loop:
                         seen += len(idx)
                         last_loss = loss if math.isnan(last_loss) else 0.9 * last_loss + 0.1 * loss
                         rate = seen / max(time.time() - t_start, 1e-6)
-                        bar.update(task_id, completed=step, status=f"loss {last_loss:.4f} {rate:.0f} ex/s")
+                        dev = f" dev {self.metric} {history[-1][self.metric]:.4f}" if history else ""
+                        bar.update(task_id, completed=step, status=f"loss {last_loss:.4f}{dev} {rate:.0f} ex/s")
                         with writer.as_default(step=step):
                             tf.summary.scalar("loss", loss)
                             tf.summary.scalar("learning_rate", float(self.optimizer.learning_rate))
