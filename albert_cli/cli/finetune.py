@@ -49,7 +49,7 @@ def finetune(
     weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on LayerNorm and biases)."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate [default: the model config's]."),
     max_seq_length: Optional[int] = typer.Option(
-        None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512]."
+        None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512 with --init, 128 from scratch]."
     ),
     vocab_size: Optional[int] = typer.Option(
         None, "--vocab-size", help="SentencePiece vocabulary size for a new model [default: 8000, less if the data is small]."
