@@ -24,7 +24,7 @@ def evaluate(
     threshold: float | None = None,
 ) -> tuple[dict, list[dict]]:
     """Returns (report, per-row predictions)."""
-    from albert_cli.data.labels import LabelVocab
+    from albert_cli.data.labels import LABEL_KINDS, LabelVocab
     from albert_cli.data.readers import read_dataset
     from albert_cli.predict import OutputOptions, Predictor, format_rows
 
@@ -39,7 +39,7 @@ def evaluate(
     label_column = label_column or cols.get("label") or "label"
     if text_pair_column is None and meta.pair:
         text_pair_column = cols.get("text_pair")
-    kind = {"single_label": "single", "multi_label": "multi", "regression": "regression"}[meta.task]
+    kind = LABEL_KINDS[meta.task]
     ds = read_dataset(
         test_path,
         fmt=fmt,

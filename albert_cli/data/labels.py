@@ -12,6 +12,10 @@ import numpy as np
 from albert_cli.errors import DataError, ModelError
 
 
+# How a model's task reads its labels (`read_dataset(label_kind=...)`).
+LABEL_KINDS = {"single_label": "single", "multi_label": "multi", "regression": "regression"}
+
+
 def _sort_key(label: str):
     # numeric labels sort numerically ("2" before "10"); names alphabetically
     try:

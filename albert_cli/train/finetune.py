@@ -115,10 +115,6 @@ class FinetuneOptions:
             raise UsageError(f"--max-steps must be at least 1, got {self.max_steps}")
 
 
-def _label_kind(task: str) -> str:
-    return {"single_label": "single", "multi_label": "multi", "regression": "regression"}[task]
-
-
 def _split_dev(ds, fraction: float, seed: int, task: str):
     """A seeded, stratified (for single-label) hold-out split."""
     from albert_cli.data.readers import Dataset
@@ -187,11 +183,11 @@ class Finetuner:
 
     # ----------------------------------------------------------------- data
     def _read_data(self):
-        from albert_cli.data.labels import LabelVocab
+        from albert_cli.data.labels import LABEL_KINDS, LabelVocab
         from albert_cli.data.readers import read_dataset
 
         o = self.opts
-        kind = _label_kind(o.task)
+        kind = LABEL_KINDS[o.task]
         read = lambda path: read_dataset(  # noqa: E731
             path,
             fmt=o.format,
