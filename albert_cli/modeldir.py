@@ -111,31 +111,8 @@ def discard_if_empty(staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fsync_tree(path: Path) -> None:
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(root, name), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass
-        try:
-            fd = os.open(root, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-
-OLD_INFIX = ".old-"
-
-
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path) -> None:
+    """fsync a file or a directory (best effort: some filesystems refuse)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -144,6 +121,16 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            _fsync_path(os.path.join(root, name))
+        _fsync_path(root)
+
+
+OLD_INFIX = ".old-"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -192,7 +179,7 @@ def recover(out: Path) -> bool:
 
         newest = leftovers.pop(0)[0]
         os.rename(newest, out)
-        _fsync_dir(out.absolute().parent)
+        _fsync_path(out.absolute().parent)
         warn(f"{out}: restored the previous model from {newest.name} (an earlier save was interrupted)")
         restored = True
     for p, _ in leftovers:
@@ -220,7 +207,7 @@ def commit(staging: Path, out: Path) -> None:
         if old is not None:
             os.rename(old, out)
         raise
-    _fsync_dir(out.absolute().parent)
+    _fsync_path(out.absolute().parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
