@@ -17,7 +17,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 quickstart: install
-	$(BIN)/albert finetune sample_data/news.csv -o $(OUT)/news-model --overwrite
+	rm -rf $(OUT)/news-model
+	$(BIN)/albert finetune sample_data/news.csv -o $(OUT)/news-model
 	$(BIN)/albert predict $(OUT)/news-model sample_data/headlines.txt
 	$(BIN)/albert evaluate $(OUT)/news-model sample_data/news_test.csv
 
