@@ -317,18 +317,24 @@ def _read_table(text, name, fmt, text_column, pair_column, label_column, label_k
     return col.finish()
 
 
+def _json_object(line: str, name: str, lineno: int) -> dict:
+    """One JSONL line as a dict, or a DataError naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{name}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
 def _read_jsonl(text, name, text_column, pair_column, label_column, label_kind, skip_bad_rows) -> Dataset:
     col = _Collector(name, text_column, pair_column, label_column, label_kind, skip_bad_rows, "line")
     seen_label = False
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{name}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+        record = _json_object(line, name, lineno)
         for column, option in ((text_column, "--text-column"), (pair_column, "--text-pair-column")):
             if column is not None and column not in record:
                 raise DataError(
@@ -410,12 +416,7 @@ def iter_records(
             for lineno, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{name}: line {lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{name}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+                record = _json_object(line, name, lineno)
                 yield tuple(record.get(c) for c in columns)
         else:
             for lineno, line in enumerate(stream, start=1):
