@@ -278,7 +278,7 @@ def learning_rate_at(optimizer, step: int) -> float:
 def prefetch(iterator: Iterator, size: int = 4) -> Iterator:
     """Run `iterator` in a daemon thread, `size` items ahead (the data pipeline
     overlaps the training step, which releases the GIL).  The thread stops when
-    the consumer does."""
+    the consumer does, and is joined before this generator finishes."""
     q: queue.Queue = queue.Queue(maxsize=size)
     done, stop = object(), threading.Event()
 
@@ -300,7 +300,8 @@ def prefetch(iterator: Iterator, size: int = 4) -> Iterator:
         except BaseException as exc:  # forwarded to the consumer
             put(exc)
 
-    threading.Thread(target=work, daemon=True, name="pretrain-data").start()
+    thread = threading.Thread(target=work, daemon=True, name="pretrain-data")
+    thread.start()
     try:
         while True:
             item = q.get()
@@ -311,6 +312,9 @@ def prefetch(iterator: Iterator, size: int = 4) -> Iterator:
             yield item
     finally:
         stop.set()
+        # Let the worker leave native code (tokenizer, numpy) before the interpreter exits:
+        # a daemon thread stopped inside C++ at shutdown aborts the process (exit -6).
+        thread.join(timeout=10)
 
 
 def seed_everything(seed: int) -> None:
