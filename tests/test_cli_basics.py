@@ -31,6 +31,20 @@ def test_albert_help_subprocess():
         assert cmd in res.stdout
 
 
+def test_help_is_a_bare_click_startup():
+    """`albert --help` loads neither rich's console/markdown nor TensorFlow (start-up cost, issue #6)."""
+    for args in (["--help"], ["predict", "--help"], ["tokenize", "train", "--help"]):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "albert_cli", *args], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert "Usage: albert" in out.stdout
+        modules = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+        heavy = sorted(m for m in modules if m.split(".")[0] in {"tensorflow", "keras", "markdown_it", "numpy", "pandas"}
+                       or m in {"rich.console", "rich.markdown"})
+        assert not heavy, (args, heavy)
+
+
 def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "albert_cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0

@@ -19,7 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain click help: rendering it with rich tripled `albert --help` start-up (#6)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -59,8 +59,18 @@ app.command("embed")(_embed.embed)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps errors to one-line messages and exit codes."""
-    from albert_cli.console import debug_enabled, err_console
+    # rich's Console is imported only when something is printed: `albert --help` stays a bare click start-up.
     from albert_cli.errors import EXIT_INTERRUPTED, AlbertError, Interrupted, install_signal_handlers
+
+    def debug_enabled() -> bool:
+        from albert_cli.console import debug_enabled
+
+        return debug_enabled()
+
+    def say(message: str) -> None:
+        from albert_cli.console import err_console
+
+        err_console.print(message, markup=False, highlight=False)
 
     install_signal_handlers()
     from albert_cli._tf import filter_native_stderr, setup_env
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     except AlbertError as exc:
         if debug_enabled():
             raise
-        err_console.print(f"albert: error: {exc.message}", markup=False, highlight=False)
+        say(f"albert: error: {exc.message}")
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         from albert_cli.console import _stdout_to_devnull
@@ -84,10 +94,10 @@ def main(argv: list[str] | None = None) -> None:
         _stdout_to_devnull()
         sys.exit(0)
     except Interrupted as exc:
-        err_console.print(f"albert: {exc}", markup=False)
+        say(f"albert: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("albert: interrupted", markup=False)
+        say("albert: interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # a bug, or an error we did not anticipate: still one line
         if debug_enabled():
@@ -95,7 +105,5 @@ def main(argv: list[str] | None = None) -> None:
         msg = " ".join(f"{type(exc).__name__}: {exc}".split())
         if len(msg) > 500:
             msg = msg[:500] + "..."
-        err_console.print(
-            f"albert: error: {msg} (run with --debug for the traceback)", markup=False, highlight=False
-        )
+        say(f"albert: error: {msg} (run with --debug for the traceback)")
         sys.exit(1)

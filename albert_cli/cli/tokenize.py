@@ -16,6 +16,7 @@ import typer
 app = typer.Typer(
     help="Train a SentencePiece vocabulary (ALBERT recipe) or encode text with one.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -66,7 +67,7 @@ def train(
     seed: int = typer.Option(12345, "--seed", help="Random seed for line sampling and SentencePiece."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing PREFIX.model/.vocab/.json files."),
 ) -> None:
-    """Train an ALBERT-style unigram SentencePiece model: <pad>=0 <unk>=1 \\[CLS]=2 \\[SEP]=3 \\[MASK]=4."""
+    """Train an ALBERT-style unigram SentencePiece model: <pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4."""
     import os
     import time
 
@@ -139,7 +140,7 @@ def encode(
         show_default=False,
     ),
 ) -> None:
-    """Encode text line by line: one output line per input line (pieces, or ids with --ids), no \\[CLS]/\\[SEP]."""
+    """Encode text line by line: one output line per input line (pieces, or ids with --ids), no [CLS]/[SEP]."""
     from dataclasses import replace
 
     from albert_cli.errors import DataError
