@@ -59,7 +59,8 @@ def steady_positions_per_second(log_file: Path, batch: int, seq: int, skip: int 
     return steps * batch * seq / max(rows[-1]["elapsed"] - rows[0]["elapsed"], 1e-9)
 
 
-def keras_hub_positions_per_second(config: dict, batch: int, seq: int, preds: int, seconds: float) -> float:
+def keras_hub_positions_per_second(config: dict, batch: int, seq: int, preds: int, seconds: float,
+                                   jit: bool = False) -> float:
     """keras-hub AlbertMaskedLM train steps on random data for ~`seconds` (after 3 warm-up steps)."""
     import keras
     import keras_hub
@@ -74,7 +75,7 @@ def keras_hub_positions_per_second(config: dict, batch: int, seq: int, preds: in
     )
     model = keras_hub.models.AlbertMaskedLM(backbone, preprocessor=None)
     model.compile(optimizer=keras.optimizers.Lamb(1e-3, global_clipnorm=1.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
     rng = np.random.default_rng(0)
     x = {
         "token_ids": rng.integers(5, config["vocab_size"], (batch, seq)).astype("int32"),
@@ -114,6 +115,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--learning-rate", type=float, default=1e-3, help="pretraining peak LR (LAMB)")
     ap.add_argument("--vocab-size", type=int, default=8000)
+    ap.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                    help="XLA-compile the train step, ours and keras-hub's (default: on)")
     ap.add_argument("--ft-steps", type=int, default=None, help="fine-tuning steps [600; quick 150]")
     ap.add_argument("--ft-seq", type=int, default=64)
     ap.add_argument("--ft-lr", type=float, default=2e-4)
@@ -141,13 +144,14 @@ def main() -> None:
                      "--config", "small", "--max-seq-length", args.seq, "--batch-size", args.batch_size,
                      "--learning-rate", args.learning_rate, "--max-time", f"{minutes * 60:.0f}s",
                      "--decay-steps", 100_000, "--warmup-steps", 100, "--log-every", 10,
-                     "--save-every", 500, "--overwrite")
+                     "--save-every", 500, "--overwrite", *(["--jit"] if args.jit else []))
     ours = steady_positions_per_second(out / "logs" / "train.jsonl", args.batch_size, args.seq)
     config = json.loads((out / "albert_pretrain.json").read_text())["config"]
     preds = 20
     log("keras-hub AlbertMaskedLM train step, same shape")
-    hub = keras_hub_positions_per_second(config, args.batch_size, args.seq, preds, seconds=30 if args.quick else 60)
-    record = {"bench": "pretrain_throughput", "config": "small", "batch": args.batch_size, "seq": args.seq,
+    hub = keras_hub_positions_per_second(config, args.batch_size, args.seq, preds, seconds=30 if args.quick else 60,
+                                        jit=args.jit)
+    record = {"bench": "pretrain_throughput", "config": "small", "batch": args.batch_size, "seq": args.seq, "jit": args.jit,
               "minutes": minutes, "steps": summary["steps"], "first_loss": summary["first_loss"],
               "final_loss": summary["final_loss"], "final_mlm_accuracy": summary["final_mlm_accuracy"],
               "final_sop_accuracy": summary["final_sop_accuracy"],
