@@ -26,7 +26,7 @@ def evaluate(
     """Returns (report, per-row predictions)."""
     from albert_cli.data.labels import LABEL_KINDS, LabelVocab
     from albert_cli.data.readers import read_dataset
-    from albert_cli.predict import OutputOptions, Predictor, format_rows
+    from albert_cli.predict import OutputOptions, format_rows, make_predictor
 
     from albert_cli.errors import UsageError
     from albert_cli.modeldir import open_model_dir
@@ -49,7 +49,7 @@ def evaluate(
         label_kind=kind,
         skip_bad_rows=skip_bad_rows,
     )
-    predictor = Predictor(model_dir, batch_size=batch_size)
+    predictor = make_predictor(model_dir, batch_size=batch_size)
     out = predictor.predict(ds.texts, ds.pairs)
     rows = format_rows(meta, out, OutputOptions(threshold=threshold))
     report: dict = {"model": str(model_dir), "test": ds.name, "task": meta.task, "num_examples": len(ds)}

@@ -15,6 +15,10 @@ graph, ``OUT/assets`` holds everything needed to rebuild or continue training:
 checkpoint. While training runs, all of this is built in ``OUT.partial`` and
 renamed into place only when complete, so an interrupted run never leaves a
 half-written ``OUT`` (``--resume`` continues from ``OUT.partial``).
+
+``albert export --format tflite`` writes the other accepted kind: ``model.tflite``
+at the root instead of the SavedModel, with ``assets/albert_cli.json`` and the
+tokenizer files (see ``albert_cli.lite``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ FORMAT_VERSION = 1
 META_FILE = "albert_cli.json"
 ASSETS = "assets"
 PARTIAL_SUFFIX = ".partial"
+TFLITE_FILE = "model.tflite"  # a TFLite export (`albert export --format tflite`)
 
 
 @dataclass
@@ -222,6 +227,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def is_tflite_dir(path) -> bool:
+    """True for a TFLite export (``model.tflite``, no ``saved_model.pb``): predict/evaluate run it
+    with the TFLite interpreter (`albert_cli.lite`)."""
+    path = Path(path)
+    return (path / TFLITE_FILE).is_file() and not (path / "saved_model.pb").is_file()
+
+
 def open_model_dir(path) -> tuple[Path, ModelMeta]:
     """Validate an albert-cli model directory and read its metadata (no TensorFlow)."""
     path = Path(path)
@@ -234,11 +246,13 @@ def open_model_dir(path) -> tuple[Path, ModelMeta]:
         raise ModelError(f"{path}: is a file, expected a model directory")
     if not any(path.iterdir()):
         raise ModelError(f"{path}: model directory is empty")
-    if not (path / "saved_model.pb").is_file():
-        raise ModelError(f"{path}: not an albert-cli model (no saved_model.pb)")
+    tflite = is_tflite_dir(path)
+    if not tflite and not (path / "saved_model.pb").is_file():
+        raise ModelError(f"{path}: not an albert-cli model (no saved_model.pb or {TFLITE_FILE})")
     meta_path = path / ASSETS / META_FILE
     if not meta_path.is_file():
-        raise ModelError(f"{path}: a SavedModel, but not one written by albert-cli (no {ASSETS}/{META_FILE})")
+        kind = "a TFLite model" if tflite else "a SavedModel"
+        raise ModelError(f"{path}: {kind}, but not one written by albert-cli (no {ASSETS}/{META_FILE})")
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

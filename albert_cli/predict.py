@@ -69,6 +69,19 @@ class Predictor:
         return results
 
 
+def make_predictor(model_dir, batch_size: int = 32):
+    """The predictor for a model directory: `Predictor` (SavedModel), or `albert_cli.lite.LitePredictor`
+    for a TFLite export (``model.tflite``). Both have ``.meta``, ``.task`` and ``.predict(texts, pairs)``."""
+    from albert_cli.modeldir import is_tflite_dir, recover
+
+    recover(model_dir)
+    if is_tflite_dir(model_dir):
+        from albert_cli.lite import LitePredictor
+
+        return LitePredictor(model_dir, batch_size=batch_size)
+    return Predictor(model_dir, batch_size=batch_size)
+
+
 # ----------------------------------------------------------------- formatting
 @dataclass
 class OutputOptions:

@@ -48,6 +48,7 @@ from albert_cli.cli import finetune as _finetune  # noqa: E402
 from albert_cli.cli import predict as _predict  # noqa: E402
 from albert_cli.cli import evaluate as _evaluate  # noqa: E402
 from albert_cli.cli import embed as _embed  # noqa: E402
+from albert_cli.cli import export as _export  # noqa: E402
 
 app.add_typer(_tokenize.app, name="tokenize")
 app.command("pretrain")(_pretrain.pretrain)
@@ -55,6 +56,7 @@ app.command("finetune")(_finetune.finetune)
 app.command("predict")(_predict.predict)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("embed")(_embed.embed)
+app.command("export")(_export.export)
 
 
 def main(argv: list[str] | None = None) -> None:

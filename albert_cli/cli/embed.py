@@ -37,6 +37,15 @@ def embed(
             raise DataError(f"{input}: no such file")
         if os.path.isdir(input):
             raise DataError(f"{input}: is a directory, expected a text file")
+    from albert_cli.modeldir import is_tflite_dir
+
+    if is_tflite_dir(model):
+        from albert_cli.errors import ModelError
+
+        raise ModelError(
+            f"{model}: a TFLite export (model.tflite) has no encoder weights to embed with; "
+            "use the model directory it was exported from"
+        )
     from albert_cli.embed import Embedder, embed_lines
 
     embedder = Embedder(

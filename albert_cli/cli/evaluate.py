@@ -12,7 +12,7 @@ from albert_cli.cli.options import FormatOpt, SkipBadRowsOpt
 
 
 def evaluate(
-    model: str = typer.Argument(..., help="Model directory written by `albert finetune`."),
+    model: str = typer.Argument(..., help="Model directory written by `albert finetune` (or a TFLite one from `albert export`)."),
     test: str = typer.Argument(..., help="Labelled test data (CSV, TSV, JSONL or fastText-style text), '-' for stdin."),
     fmt: Optional[str] = FormatOpt,
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column [default: the model's]."),

@@ -10,7 +10,7 @@ from albert_cli.cli.options import SkipBadRowsOpt
 
 
 def predict(
-    model: str = typer.Argument(..., help="Model directory written by `albert finetune`."),
+    model: str = typer.Argument(..., help="Model directory written by `albert finetune` (or a TFLite one from `albert export`)."),
     input: str = typer.Argument("-", help="Input file (txt: one text per line; or CSV/TSV/JSONL), '-' for stdin."),
     output_format: str = typer.Option("jsonl", "--format", "-f", help="Output: jsonl, tsv, csv or label (labels only)."),
     fmt: Optional[str] = typer.Option(
@@ -28,7 +28,7 @@ def predict(
     (an empty or undecodable line gives {"error": ..., "line": N}); output is flushed per batch."""
     from albert_cli.data.readers import detect_format, read_dataset
     from albert_cli.errors import UsageError
-    from albert_cli.predict import OutputOptions, Predictor, Writer, predict_lines, predict_table
+    from albert_cli.predict import OutputOptions, Writer, make_predictor, predict_lines, predict_table
 
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
@@ -62,7 +62,7 @@ def predict(
             label_column=None,
             skip_bad_rows=skip_bad_rows,
         )
-    predictor = Predictor(model, batch_size=batch_size)
+    predictor = make_predictor(model, batch_size=batch_size)
     from albert_cli.console import closed_stdout_is_fine
 
     with closed_stdout_is_fine():
