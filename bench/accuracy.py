@@ -1,7 +1,8 @@
 """Accuracy benchmark: albert-cli against two classic baselines on the shared datasets.
 
     python bench/accuracy.py [--quick] [--datasets ag_news,trec,...] [--albert-args "..."]
-                             [--only baselines|albert|all] [--out results.jsonl]
+                             [--only SYSTEM,...] [--tapt-steps N] [--pretrained [LANG=]DIR]
+                             [--out results.jsonl]
 
 Systems, for each dataset in <repo>/../shared/data/<name>/{train,dev,test}.csv:
 
@@ -17,9 +18,22 @@ Systems, for each dataset in <repo>/../shared/data/<name>/{train,dev,test}.csv:
              `albert finetune TRAIN --dev DEV -o TMP/model [--albert-args]` then
              `albert evaluate TMP/model TEST --json`. A failing command makes the
              row "skipped" with the command's error line.
+  albert_tapt
+             the same plus task-adaptive pretraining: `--tapt-steps N` (bench
+             option --tapt-steps, default 1000) of ALBERT's MLM + SOP
+             objective on the training texts before fine-tuning.
+  albert_pretrained
+             the same as albert with `--init DIR`, DIR from --pretrained (our own
+             `albert pretrain` output); "skipped" when no --pretrained is given
+             for the dataset's language.
+
+--only takes system names and the groups baselines, albert_all (the three
+albert systems) and all, comma-separated. --albert-args go to every albert
+system's `finetune`.
 
 wall_s is the whole cost of a system on a dataset: for the baselines, fitting
-(including the dev grid search) and predicting; for albert, finetune + evaluate.
+(including the dev grid search) and predicting; for the albert systems,
+finetune (with TAPT when there is one) + evaluate.
 Language is detected from the training text (mostly CJK characters -> "zh").
 
 Output: one JSON line per (dataset, system) on stdout, and to --out if given;
@@ -32,6 +46,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,8 +68,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, emit, fmt, log, markdown_table, shared_data  # noqa: E402
 
 DATASETS = ["ag_news", "trec", "sms_spam", "chnsenticorp"]
-SYSTEMS = ["tfidf_lr", "fasttext", "albert"]
+SYSTEMS = ["tfidf_lr", "fasttext", "albert", "albert_tapt", "albert_pretrained"]
 BASELINES = ["tfidf_lr", "fasttext"]
+ALBERT_SYSTEMS = ["albert", "albert_tapt", "albert_pretrained"]
+GROUPS = {"all": SYSTEMS, "baselines": BASELINES, "albert_all": ALBERT_SYSTEMS}
+TAPT_STEPS = 1000
 QUICK_TRAIN_ROWS = 1000
 QUICK_EVAL_ROWS = 300  # test, and dev (used for tuning / early stopping)
 C_GRID = (1.0, 4.0, 16.0)
@@ -247,13 +265,19 @@ def parse_json_object(stdout: str) -> dict:
         raise
 
 
-def run_albert(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
-    model_dir = workdir / f"{ds.name}-model"
-    extra = shlex.split(args.albert_args)
-    finetune = ["finetune", str(ds.files["train"]), "--dev", str(ds.files["dev"]), "-o", str(model_dir), *extra]
-    code, _, err = run_cli(finetune)
+def finetune_and_evaluate(ds: Dataset, workdir: Path, args: argparse.Namespace, system: str,
+                          extra: list[str]) -> dict:
+    """`albert finetune` (+ `extra` arguments) then `albert evaluate` on test; test scores and finetune figures."""
+    model_dir = workdir / f"{ds.name}-{system}"
+    finetune = ["finetune", str(ds.files["train"]), "--dev", str(ds.files["dev"]), "-o", str(model_dir),
+                *extra, *shlex.split(args.albert_args)]  # fmt: skip
+    code, out, err = run_cli(finetune, capture_stdout=True)
     if code != 0:
         raise Skip(f"albert finetune failed, {error_line(err, code)}")
+    try:
+        trained = parse_json_object(out)
+    except ValueError:
+        trained = {}
     code, out, err = run_cli(["evaluate", str(model_dir), str(ds.files["test"]), "--json"], capture_stdout=True)
     if code != 0:
         raise Skip(f"albert evaluate failed, {error_line(err, code)}")
@@ -264,13 +288,46 @@ def run_albert(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
         raise Skip(f"albert evaluate --json: unexpected output ({type(exc).__name__}: {exc}): {out[:200]!r}")
     if report.get("num_examples") not in (None, len(ds.test)):
         log(f"warning: albert evaluate scored {report['num_examples']} examples, test has {len(ds.test)}")
-    return result | {"params": {"albert_args": args.albert_args}}
+    shutil.rmtree(model_dir, ignore_errors=True)  # a base-size model is ~50 MB; keep the temp dir small
+    params = {"albert_args": args.albert_args, "extra_args": shlex.join(extra)}
+    params |= {k: trained[k] for k in ("steps", "train_seconds", "best_dev", "tapt") if k in trained}
+    return result | {"params": params}
+
+
+def run_albert(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
+    return finetune_and_evaluate(ds, workdir, args, "albert", [])
+
+
+def run_albert_tapt(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
+    return finetune_and_evaluate(ds, workdir, args, "albert_tapt", ["--tapt-steps", str(args.tapt_steps)])
+
+
+def pretrained_for(lang: str, specs: list[str]) -> str | None:
+    """The --pretrained model for a language: `LANG=DIR` for that language, else a plain `DIR`."""
+    plain, by_lang = None, {}
+    for spec in specs:
+        m = re.fullmatch(r"([a-z]{2,3})=(.+)", spec)
+        if m:
+            by_lang[m.group(1)] = m.group(2)
+        else:
+            plain = spec
+    return by_lang.get(lang, plain)
+
+
+def run_albert_pretrained(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
+    init = pretrained_for(ds.lang, args.pretrained)
+    if init is None:
+        given = f" for language '{ds.lang}'" if args.pretrained else ""
+        raise Skip(f"no pretrained model given{given} (--pretrained [{ds.lang}=]DIR, an `albert pretrain` output)")
+    return finetune_and_evaluate(ds, workdir, args, "albert_pretrained", ["--init", init])
 
 
 RUNNERS: dict[str, Callable[[Dataset, Path, argparse.Namespace], dict]] = {
     "tfidf_lr": run_tfidf_lr,
     "fasttext": run_fasttext,
     "albert": run_albert,
+    "albert_tapt": run_albert_tapt,
+    "albert_pretrained": run_albert_pretrained,
 }
 
 
@@ -287,21 +344,41 @@ def print_tables(records: list[dict]) -> None:
         ["dataset", "system", "accuracy", "macro-F1", "wall s", "train", "test", "note"], detail, right=(2, 3, 4, 5, 6)
     ))  # fmt: skip
 
+    albert_columns = [s for s in ALBERT_SYSTEMS if any(r["system"] == s for r in records)]
     summary = []
     for name in dict.fromkeys(r["dataset"] for r in records):
         acc = {r["system"]: r.get("accuracy") for r in records if r["dataset"] == name}
         base = [(acc[s], s) for s in BASELINES if acc.get(s) is not None]
+        ours = [(acc[s], s) for s in albert_columns if acc.get(s) is not None]
         best_acc, best_sys = max(base) if base else (None, None)
         gap = None
-        if best_acc is not None and acc.get("albert") is not None:
-            gap = f"{100 * (acc['albert'] - best_acc):+.1f} pts"
+        if base and ours:
+            top, top_sys = max(ours)
+            gap = f"{100 * (top - best_acc):+.1f} pts ({top_sys})"
         best = f"{fmt(best_acc)} ({best_sys})" if best_sys else "-"
-        summary.append([name, acc.get("tfidf_lr"), acc.get("fasttext"), best, acc.get("albert"), gap])
-    log("\nTest accuracy; gap = albert - best baseline.\n")
-    log(markdown_table(["dataset", "tfidf_lr", "fasttext", "best baseline", "albert", "gap"], summary, right=(1, 2, 4, 5)))
+        summary.append([name, acc.get("tfidf_lr"), acc.get("fasttext"), best, *[acc.get(s) for s in albert_columns], gap])
+    log("\nTest accuracy; gap = best albert system - best baseline.\n")
+    headers = ["dataset", "tfidf_lr", "fasttext", "best baseline", *albert_columns, "gap"]
+    log(markdown_table(headers, summary, right=(1, 2, *range(4, 4 + len(albert_columns) + 1))))
 
 
 # ---------------------------------------------------------------------------- main
+
+
+def parse_systems(text: str) -> list[str]:
+    """`--only`: system names and groups, comma-separated, in SYSTEMS order."""
+    chosen: set[str] = set()
+    for item in (x.strip() for x in text.split(",")):
+        if item in GROUPS:
+            chosen |= set(GROUPS[item])
+        elif item in SYSTEMS:
+            chosen.add(item)
+        elif item:
+            raise argparse.ArgumentTypeError(f"unknown system '{item}' (systems: {', '.join(SYSTEMS)}; "
+                                             f"groups: {', '.join(GROUPS)})")
+    if not chosen:
+        raise argparse.ArgumentTypeError("no system given")
+    return [s for s in SYSTEMS if s in chosen]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -309,8 +386,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"subsample train to {QUICK_TRAIN_ROWS} and dev/test to {QUICK_EVAL_ROWS} rows (stratified)")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: %(default)s)")
-    p.add_argument("--albert-args", default="", help='extra arguments for `albert finetune`, e.g. "--epochs 1"')
-    p.add_argument("--only", choices=["baselines", "albert", "all"], default="all", help="which systems to run")
+    p.add_argument("--albert-args", default="", help='extra arguments for every albert system\'s `finetune`, e.g. "--epochs 1"')
+    p.add_argument("--only", default="all", type=parse_systems,
+                   help=f"systems to run, comma-separated: {', '.join(SYSTEMS)} or the groups {', '.join(GROUPS)} "
+                        "(default: all)")
+    p.add_argument("--tapt-steps", type=int, default=TAPT_STEPS,
+                   help="albert_tapt: task-adaptive pretraining steps before fine-tuning (default: %(default)s)")
+    p.add_argument("--pretrained", action="append", default=[], metavar="[LANG=]DIR",
+                   help="albert_pretrained: the model to --init from (an `albert pretrain` output); LANG=DIR "
+                        "for one language (en, zh), repeatable. Without it the row is skipped")
     p.add_argument("--out", type=Path, help="also write the JSON lines to this file")
     p.add_argument("--seed", type=int, default=0, help="seed for subsampling and fastText (default: 0)")
     return p.parse_args(argv)  # fmt: skip
@@ -318,7 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    systems = {"baselines": BASELINES, "albert": ["albert"], "all": SYSTEMS}[args.only]
+    systems = args.only
+    if args.tapt_steps < 1:
+        raise SystemExit("--tapt-steps must be at least 1")
     data = shared_data()
     if data is None:
         log("accuracy: ../shared/data not found next to the repository; nothing to benchmark (skipped).")

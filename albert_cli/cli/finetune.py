@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -63,6 +63,18 @@ def finetune(
     class_weights: Optional[str] = typer.Option(None, "--class-weights", help="'balanced' to weight classes by inverse frequency."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps [default: each epoch]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N steps."),
+    tapt_steps: int = typer.Option(
+        0, "--tapt-steps", help="First run N steps of ALBERT's pretraining objective (masked LM + sentence order) "
+        "on the training texts (task-adaptive pretraining), then fine-tune.",
+    ),
+    unlabeled: Optional[List[str]] = typer.Option(
+        None, "--unlabeled", help="More texts for --tapt-steps (and for a new vocabulary): text (one per line), "
+        "CSV/TSV or JSONL (--text-column). Repeatable.", show_default=False,
+    ),
+    tapt_learning_rate: Optional[float] = typer.Option(
+        None, "--tapt-learning-rate", help="LAMB rate for --tapt-steps [default: 1e-3 from scratch, "
+        "1.76e-3*sqrt(batch/4096) with --init].",
+    ),
     skip_bad_rows: bool = SkipBadRowsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
@@ -74,6 +86,7 @@ def finetune(
     """Fine-tune ALBERT on labelled text and write a model directory (a SavedModel that serves raw text).
 
     Without --init, trains a SentencePiece vocabulary and a small ALBERT from scratch.
+    With --tapt-steps N, first adapts the model to the task's texts with ALBERT's own pretraining objective.
     """
     from albert_cli.train.finetune import FinetuneOptions, run_finetune
 
@@ -85,6 +98,7 @@ def finetune(
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
         overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit,
+        tapt_steps=tapt_steps, unlabeled=list(unlabeled or []), tapt_learning_rate=tapt_learning_rate,
     )
     result = run_finetune(opts)
     from albert_cli.console import info

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,9 @@ class FinetuneOptions:
     deterministic: bool = True
     max_steps: int | None = None
     jit: bool = False  # XLA-compile the training step (one compilation per length bucket)
+    tapt_steps: int = 0  # task-adaptive pretraining (MLM + SOP) steps before fine-tuning
+    unlabeled: list[str] = field(default_factory=list)  # extra texts for TAPT (and a new vocabulary)
+    tapt_learning_rate: float | None = None  # None: 1e-3 from scratch, `albert pretrain`'s default with --init
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -113,6 +116,14 @@ class FinetuneOptions:
             raise UsageError("--config sets the shape of a new model; it cannot be combined with --init")
         if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.tapt_steps < 0:
+            raise UsageError(f"--tapt-steps must be >= 0, got {self.tapt_steps}")
+        if self.unlabeled and not self.tapt_steps:
+            raise UsageError("--unlabeled texts are for task-adaptive pretraining: give --tapt-steps N too")
+        if self.tapt_learning_rate is not None and not self.tapt_learning_rate > 0:
+            raise UsageError(f"--tapt-learning-rate must be positive, got {self.tapt_learning_rate}")
+        if any(str(u) == "-" for u in self.unlabeled):
+            raise UsageError("--unlabeled cannot read standard input; give a file")
 
 
 def _split_dev(ds, fraction: float, seed: int, task: str):
@@ -199,6 +210,10 @@ class Finetuner:
         )
         train = read(o.train)
         dev = read(o.dev) if o.dev else None
+        if o.tapt_steps and o.unlabeled:
+            from albert_cli.train.tapt import check_unlabeled
+
+            check_unlabeled(o.unlabeled, o.text_column)
         if dev is None and o.dev_split:
             train, dev = _split_dev(train, o.dev_split, o.seed, o.task)
         self.labels = None
@@ -258,17 +273,24 @@ class Finetuner:
             shutil.copyfile(o.tokenizer, target)
             write_sidecar(target, given.normalizer, source=str(o.tokenizer))
         else:
+            import itertools
+
+            from albert_cli.train.tapt import iter_unlabeled_texts
+
             texts = list(self.train_ds.texts) + list(self.train_ds.pairs or [])
+            extra = o.unlabeled if o.tapt_steps else []
+            source = lambda: itertools.chain(texts, iter_unlabeled_texts(extra, o.text_column))  # noqa: E731
             size = o.vocab_size or DEFAULT_VOCAB_SIZE
-            info(f"training a SentencePiece vocabulary ({size} pieces) on {len(texts)} texts")
+            info(f"training a SentencePiece vocabulary ({size} pieces) on {len(texts)} texts"
+                 + (f" and the --unlabeled texts of {', '.join(extra)}" if extra else ""))
             try:
-                train_sentencepiece(iter(texts), assets / "spiece", vocab_size=size, seed=o.seed)
+                train_sentencepiece(source(), assets / "spiece", vocab_size=size, seed=o.seed)
             except VocabTooLarge as exc:
                 if o.vocab_size:  # the user asked for this size: say so
                     raise
                 size = max(100, int(exc.max_size * 0.9))
                 info(f"the training text supports at most {exc.max_size} pieces: using {size}")
-                train_sentencepiece(iter(texts), assets / "spiece", vocab_size=size, seed=o.seed)
+                train_sentencepiece(source(), assets / "spiece", vocab_size=size, seed=o.seed)
         if (assets / "vocab.txt").is_file() and not target.exists():  # resuming a WordPiece run
             from albert_cli.text.wordpiece import WordPieceTokenizer
 
@@ -407,6 +429,7 @@ class Finetuner:
         num_outputs = 1 if o.task == "regression" else len(self.labels)
 
         model = self._build_model(config, num_outputs)
+        self.tapt = self._tapt(model, config, max_len, train_enc) if o.tapt_steps else None
         scratch = self.pretrained is None
         epochs = o.epochs if o.epochs is not None else (8 if scratch else 3)
         lr = o.learning_rate if o.learning_rate is not None else (5e-4 if scratch else 3e-5)
@@ -433,9 +456,13 @@ class Finetuner:
             epochs=epochs, learning_rate=lr, batch_size=o.batch_size, total_steps=total_steps, warmup_steps=warmup,
             seed=o.seed, max_seq_length=max_len, init=o.init, config=config.to_dict(),
             train_examples=len(train_enc), dev_examples=len(dev_enc) if dev_enc else 0,
-            weight_decay=o.weight_decay, class_weights=o.class_weights,
+            weight_decay=o.weight_decay, class_weights=o.class_weights, tapt_steps=o.tapt_steps,
+            unlabeled=list(o.unlabeled),
         )
         result = loop.run()
+        result["tapt_steps"] = o.tapt_steps
+        if self.tapt is not None:
+            result["tapt"] = self.tapt
         thresholds = None
         if o.task == "multi_label":
             if dev_enc:
@@ -446,6 +473,81 @@ class Finetuner:
                 thresholds = [0.5] * len(self.labels)
         self._export(tf, model, config, thresholds, result)
         return result
+
+    # ----------------------------------------------------------------- TAPT
+    def _tapt(self, model, config, max_len: int, train_enc) -> dict | None:
+        """Task-adaptive pretraining of `model`'s backbone (see `albert_cli.train.tapt`); returns its figures.
+
+        `--resume` skips it when its result (`OUT.partial/tapt/`) exists or fine-tuning has
+        already saved a checkpoint (whose weights replace the model's anyway), and continues
+        it from its own checkpoint when it was interrupted.
+        """
+        from albert_cli.train import tapt
+        from albert_cli.train.state import latest_checkpoint
+        from albert_cli.weights.loader import apply_to, load_pretrained
+
+        o = self.opts
+        staging = self.staging
+        done = staging / tapt.TAPT_DIR
+        if o.resume and not done.is_dir() and (self.out / tapt.TAPT_DIR).is_dir():
+            shutil.copytree(self.out / tapt.TAPT_DIR, done)  # resuming a finished model: keep its TAPT result
+        if o.resume and latest_checkpoint(staging / "checkpoints") is not None:
+            info("resuming from a fine-tuning checkpoint: task-adaptive pretraining is not run again")
+            tapt.cleanup(staging)
+            return tapt.read_figures(done)
+        if o.resume and tapt.read_figures(done) is not None:
+            info(f"task-adaptive pretraining already done ({done.name}/): skipping it")
+            figures = tapt.read_figures(done)
+        else:
+            if self.tokenizer_spec["kind"] != "sentencepiece":
+                raise UsageError(
+                    f"--tapt-steps needs a SentencePiece vocabulary; {o.init} has a WordPiece vocab.txt"
+                )
+            if self.pretrained is not None:
+                init = o.init  # the checkpoint itself: its MLM/SOP heads too, when it has them
+            else:  # exactly the backbone fine-tuning starts from
+                from albert_cli.weights import save_hf_dir
+
+                init = str(save_hf_dir(model.backbone, staging / tapt.INIT_DIR, config=config))
+            corpus = staging / tapt.CORPUS_FILE
+            documents = tapt.write_corpus(
+                corpus, tapt.task_documents(self.train_ds.texts, self.train_ds.pairs, o.unlabeled, o.text_column, o.seed)
+            )
+            if documents == 0:
+                raise DataError(f"{self.train_ds.name}: no text for task-adaptive pretraining")
+            if o.tapt_learning_rate is not None:
+                lr = o.tapt_learning_rate
+            elif self.pretrained is None:
+                lr = tapt.SCRATCH_LEARNING_RATE
+            else:
+                from albert_cli.train.pretrain import default_learning_rate
+
+                lr = default_learning_rate(o.batch_size)
+            plan = tapt.TaptPlan(
+                steps=o.tapt_steps, staging=staging, tokenizer=staging / "assets" / "spiece.model", init=init,
+                max_seq_length=max_len, batch_size=o.batch_size, learning_rate=lr, seed=o.seed,
+                deterministic=o.deterministic, jit=o.jit, resume=o.resume,
+            )
+            figures = tapt.run_tapt(plan, corpus, documents)
+        apply_to(model, load_pretrained(done), heads=())  # the backbone; the classifier head stays as it was
+        tapt.cleanup(staging)
+        special = {self.tokenizer.cls_id, self.tokenizer.sep_id, 0}
+        figures["unigram_entropy"] = tapt.unigram_entropy((e[0] for e in train_enc), special)
+        mlm = figures.get("final_mlm_loss")
+        if mlm is not None:
+            info(
+                f"task-adaptive pretraining: MLM loss {mlm:.3f} (accuracy {figures['final_mlm_accuracy']:.3f}; "
+                f"word frequencies alone: {figures['unigram_entropy']:.3f}), SOP loss "
+                f"{figures['final_sop_loss']:.3f} (accuracy {figures['final_sop_accuracy']:.3f}) over its last steps"
+            )
+            if mlm > figures["unigram_entropy"] - tapt.CONTEXT_MARGIN:
+                warn(
+                    f"the masked LM ended at loss {mlm:.2f}, not below {figures['unigram_entropy']:.2f} (guessing "
+                    "from word frequencies alone): it has not learned from context yet, and fine-tuning from this "
+                    "state can be worse than without --tapt-steps (ag_news from scratch, 500 steps: test accuracy "
+                    "0.72 instead of 0.86); give it more --tapt-steps, or --init a pretrained model"
+                )
+        return figures
 
     def _sample_weights(self, y) -> np.ndarray:
         n = len(y)
@@ -616,14 +718,16 @@ class _Loop:
         step, start_epoch, skip_batches = 0, 0, 0
         best, best_step, bad_evals = None, None, 0
         history = []
-        if o.resume:
-            last = latest_checkpoint(self.ckpt_dir)
-            if last is None:
-                raise UsageError(f"{self.ft.out}: nothing to resume (no checkpoint in {self.ckpt_dir})")
+        last = latest_checkpoint(self.ckpt_dir) if o.resume else None
+        if o.resume and last is None and not o.tapt_steps:
+            raise UsageError(f"{self.ft.out}: nothing to resume (no checkpoint in {self.ckpt_dir})")
+        if last is not None:
             state = restore_checkpoint(self.ckpt_dir, last, self.model, self.optimizer)
             step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
             best, best_step, bad_evals, history = state["best"], state["best_step"], state["bad_evals"], state["history"]
             info(f"resumed at step {step} (epoch {start_epoch + 1}, batch {skip_batches})")
+        elif o.resume:  # interrupted during task-adaptive pretraining: fine-tuning starts now
+            info("no fine-tuning checkpoint yet: fine-tuning from step 0")
 
         writer = tf.summary.create_file_writer(str(self.ft.staging / "logs" / "train"))
         eval_every = o.eval_every or self.steps_per_epoch

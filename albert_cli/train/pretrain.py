@@ -116,6 +116,9 @@ class PretrainOptions:
     strategy: str = "auto"
     deterministic: bool = False
     shuffle_buffer: int = 1000
+    # Redraw every document's SOP segmentation each epoch (not only its masks): for
+    # many passes over a small corpus (`finetune --tapt-steps`).
+    vary_instances_per_epoch: bool = False
     overwrite: bool = False
     export_google: bool = False
     max_time_seconds: float | None = field(default=None, init=False)
@@ -351,7 +354,13 @@ class JsonlLog:
 # The runner
 # ---------------------------------------------------------------------------
 class Pretrainer:
-    """Sets up tokenizer, stream, model and optimizer on a runtime, trains, writes OUT."""
+    """Sets up tokenizer, stream, model and optimizer on a runtime, trains, writes OUT.
+
+    Also a library: `albert finetune --tapt-steps` runs one on the task's texts
+    (with `progress_label = "tapt"`).
+    """
+
+    progress_label = "pretrain"
 
     def __init__(self, opts: PretrainOptions):
         opts.validate()
@@ -474,6 +483,7 @@ class Pretrainer:
             documents, self.vocab, max_seq_length=o.max_seq_length, max_predictions_per_seq=o.max_predictions_per_seq,
             seed=o.seed, masked_lm_prob=o.masked_lm_prob, short_seq_prob=o.short_seq_prob,
             shard_index=shard_index, num_shards=num_shards, shuffle_buffer_size=o.shuffle_buffer,
+            vary_instances_per_epoch=o.vary_instances_per_epoch,
         )
 
     def _budget(self) -> tuple[int | None, int, int]:
@@ -637,7 +647,7 @@ class Pretrainer:
         t0 = time.time()
         position = (epoch, skip)
         with progress() as bar:
-            task = bar.add_task("pretrain", total=total, completed=step, status="")
+            task = bar.add_task(self.progress_label, total=total, completed=step, status="")
             try:
                 for epoch_i, b, batch in prefetch(self._batches(stream, epoch, skip)):
                     if total is not None and step >= total:  # e.g. resuming a finished run
