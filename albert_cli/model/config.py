@@ -165,6 +165,16 @@ class AlbertConfig:
             raise ModelError(f"{path}: {exc.message}") from None
 
     @classmethod
+    def resolve(cls, name: str) -> "AlbertConfig":
+        """`--config`: a preset name, else a JSON file (a preset name wins over a same-named directory)."""
+        path = Path(name)
+        if name in PRESETS and not path.is_file():
+            return cls.preset(name)
+        if path.suffix == ".json" or path.exists():
+            return cls.from_json(path)
+        return cls.preset(name)
+
+    @classmethod
     def preset(cls, name: str) -> "AlbertConfig":
         """A published ALBERT v2 shape (`base` ... `xxlarge`) or `tiny` / `small`."""
         if name not in PRESETS:

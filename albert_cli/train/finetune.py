@@ -288,7 +288,7 @@ class Finetuner:
             except VocabTooLarge as exc:
                 if o.vocab_size:  # the user asked for this size: say so
                     raise
-                size = max(100, int(exc.max_size * 0.9))
+                size = max(min(100, exc.max_size), int(exc.max_size * 0.9))
                 info(f"the training text supports at most {exc.max_size} pieces: using {size}")
                 train_sentencepiece(source(), assets / "spiece", vocab_size=size, seed=o.seed)
         if (assets / "vocab.txt").is_file() and not target.exists():  # resuming a WordPiece run
@@ -311,8 +311,7 @@ class Finetuner:
         if self.pretrained is not None:
             config = self.pretrained.config
         elif o.config:
-            p = Path(o.config)
-            config = AlbertConfig.from_json(p) if p.suffix == ".json" or p.exists() else AlbertConfig.preset(o.config)
+            config = AlbertConfig.resolve(o.config)
         else:
             config = AlbertConfig(vocab_size=self.tokenizer.vocab_size, **SCRATCH_CONFIG)
         if self.pretrained is None:

@@ -443,9 +443,7 @@ class Pretrainer:
         if self.pretrained is not None:
             config = self.pretrained.config
         else:
-            name = o.config or DEFAULT_CONFIG
-            p = Path(name)
-            config = AlbertConfig.from_json(p) if p.suffix == ".json" or p.exists() else AlbertConfig.preset(name)
+            config = AlbertConfig.resolve(o.config or DEFAULT_CONFIG)
             config.vocab_size = self.tokenizer.vocab_size
         config.validate()
         if self.tokenizer.vocab_size > config.vocab_size:
