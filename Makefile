@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= quickstart-out
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test pretrained-en clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,22 @@ quickstart: install
 # pytest exits 5 when it collects no test: that fails here, as it should.
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# A CPU-sized pretrained English base (issue #8): an 8,000-piece vocabulary and the `small` config (4 layers x 312,
+# embedding 128), n-gram MLM + SOP with LAMB on ../shared/data/en_pretrain for PRETRAIN_TIME of wall clock.
+# Stopped by Ctrl-C or by the time budget? Run it again: it resumes at its last checkpoint (6,000 steps in all).
+# Then: albert finetune TRAIN.csv --init $(PRETRAINED) -o MODEL
+EN_PRETRAIN   ?= ../shared/data/en_pretrain/train.csv
+PRETRAINED    ?= models/pretrained-en
+PRETRAIN_TIME ?= 3h
+PRETRAIN_ARGS ?= --config small --max-seq-length 128 --batch-size 32 --learning-rate 1e-3 --warmup-steps 200 \
+                 --decay-steps 6000 --max-steps 6000 --save-every 200 --jit
+pretrained-en: install
+	test -f $(PRETRAINED)-spm.model || $(BIN)/albert tokenize train $(EN_PRETRAIN) -o $(PRETRAINED)-spm \
+	    --vocab-size 8000 --input-sentence-size 200000
+	if [ -d $(PRETRAINED).partial ] || [ -d $(PRETRAINED)/checkpoints ]; then resume=--resume; else resume=; fi; \
+	$(BIN)/albert pretrain $(EN_PRETRAIN) --doc-column doc --tokenizer $(PRETRAINED)-spm.model -o $(PRETRAINED) \
+	    $(PRETRAIN_ARGS) --max-time $(PRETRAIN_TIME) $$resume
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
