@@ -57,6 +57,12 @@ class Predictor:
         n = len(texts)
         if n == 0:
             return {}
+        if not getattr(self, "_precision_set", False):
+            # $ALBERT_PRECISION=bf16|auto: bfloat16 matmuls (set before the signature's first run).
+            from albert_cli._tf import apply_inference_precision, inference_precision
+
+            apply_inference_precision(inference_precision())
+            self._precision_set = True
         order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
         results: dict[str, np.ndarray] = {}
         for start in range(0, n, self.batch_size):

@@ -4,6 +4,7 @@
 - `emit()`         print one record as a JSON line (stdout, plus optional files)
 - `log()`          progress message on stderr
 - `Timer`, `median_time()`  wall-clock timing, single or median of repeats
+- `timings()`      every timed repeat after warm-up (for median and min)
 - `markdown_table()`, `fmt()`  render results for humans
 """
 
@@ -61,6 +62,18 @@ def median_time(fn: Callable[[], T], repeats: int = 3, warmup: int = 0) -> tuple
             result = fn()
         times.append(t.seconds)
     return result, statistics.median(times)
+
+
+def timings(fn: Callable[[], object], repeats: int = 3, warmup: int = 0) -> list[float]:
+    """Call `fn` `warmup` times untimed, then `repeats` times; return each timed call's seconds."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(max(1, repeats)):
+        with Timer() as t:
+            fn()
+        out.append(t.seconds)
+    return out
 
 
 def fmt(value: Any, digits: int = 3) -> str:
