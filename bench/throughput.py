@@ -1,7 +1,7 @@
 """Throughput on this CPU: albert-cli vs keras-hub vs Hugging Face transformers (PyTorch).
 
     .venv/bin/python bench/throughput.py            # everything (about 20-30 minutes on 2 cores)
-    .venv/bin/python bench/throughput.py --quick    # smoke run (2-3 minutes): `small` only, no XLA /
+    .venv/bin/python bench/throughput.py --quick    # smoke run (a few minutes): `small` only, no XLA /
                                                     # torch.compile modes, fewer repetitions
     .venv/bin/python bench/throughput.py --only inference,peak --presets base
 
@@ -230,7 +230,7 @@ def w_ours_train(p: dict) -> dict:
     keras.utils.set_random_seed(0)
     if p["deterministic"]:  # the `albert finetune` default (--deterministic)
         tf.config.experimental.enable_op_determinism()
-    if p.get("amp"):  # not a finetune option (yet): the grappler bf16 rewrite ALBERT_PRECISION=bf16 uses
+    if p.get("amp"):  # finetune --precision bf16: the grappler bf16 rewrite ALBERT_PRECISION=bf16 uses
         from albert_cli._tf import apply_inference_precision
 
         apply_inference_precision("bf16")
@@ -380,6 +380,10 @@ class Runner:
         self.torch_python = args.torch_python
         self.records: list[dict] = []
         self._torch_ok: str | None = None
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> str:
+        return f"{time.perf_counter() - self.t0:.0f}s"
 
     def env(self, **extra) -> dict:
         env = dict(os.environ)
@@ -435,7 +439,7 @@ class Runner:
 
 
 def measure_peak(r: Runner) -> float | None:
-    log("peak: matmul 4096x4096")
+    log(f"[{r.elapsed()}] peak: matmul 4096x4096")
     res = r.worker("peak", {"n": 4096, "reps": 3 if r.args.quick else 5})
     rec = {"figure": "peak", "system": "matmul_4096", **res}
     if "skipped" not in res:
@@ -461,7 +465,7 @@ def measure_inference(r: Runner, peak: float | None) -> None:
             reps = 3 if a.quick else 5
         p = dict(preset=preset, shape=shape, batch=32, seq=128, reps=reps, warmup=warmup)
         flop = flops_per_seq(shape, 128)
-        log(f"inference: {preset}, batch 32, seq 128 ({flop / 1e9:.2f} GFLOP/seq)")
+        log(f"[{r.elapsed()}] inference: {preset}, batch 32, seq 128 ({flop / 1e9:.2f} GFLOP/seq)")
         runs = [("albert_cli", m, "ours_infer", None) for m in ("graph", "xla", "bf16", "graph_interop1")]
         runs += [("keras_hub", m, "hub_infer", None) for m in ("graph", "xla")]
         runs += [("hf_torch", m, "hf_infer", "torch") for m in ("eager", "compile")]
@@ -479,7 +483,7 @@ def measure_train(r: Runner, peak: float | None) -> None:
     reps, warmup = (a.reps or (5 if a.quick else 10)), 2
     p = dict(preset=preset, shape=shape, batch=batch, seq=128, reps=reps, warmup=warmup)
     flop = 3 * flops_per_seq(shape, 128)
-    log(f"train step: {preset}, batch {batch}, seq 128 ({flop / 1e9:.2f} GFLOP/seq incl. backward)")
+    log(f"[{r.elapsed()}] train step: {preset}, batch {batch}, seq 128 ({flop / 1e9:.2f} GFLOP/seq incl. backward)")
     runs = [("albert_cli", "default", "ours_train", dict(jit=False, deterministic=True)),
             ("albert_cli", "default_nondeterministic", "ours_train", dict(jit=False, deterministic=False)),
             ("albert_cli", "jit", "ours_train", dict(jit=True, deterministic=True)),
@@ -585,8 +589,8 @@ def measure_e2e(r: Runner, workdir: Path, data: Path) -> None:
     vocab = meta["training"]["config"]["vocab_size"]
     shape = {**SHAPES["small"], "vocab": vocab}
     n = len(texts)
-    log(f"e2e: {n} ag_news test texts, small shape (vocab {vocab}), max length {meta['max_seq_length']}")
-    reps = a.reps or (2 if a.quick else 3)
+    log(f"[{r.elapsed()}] e2e: {n} ag_news test texts, small shape (vocab {vocab}), max length {meta['max_seq_length']}")
+    reps = a.reps or (1 if a.quick else 3)
     for precision in ("fp32",) if a.quick else ("fp32", "bf16"):
         mode = "default" if precision == "fp32" else "ALBERT_PRECISION=bf16"
         cold = predict_file(r, model, test_csv, precision)
@@ -614,6 +618,7 @@ def measure_cli(r: Runner, workdir: Path, data: Path) -> None:
     a = r.args
     n = 5 if a.quick else 10
     env = r.env()
+    log(f"[{r.elapsed()}] cli: albert --help, first output, peak RSS")
     helps = [run_waited(albert_cmd() + ["--help"], env=env)[0] for _ in range(n)]
     bare = [run_waited([sys.executable, "-c", "import typer, rich"], env=env)[0] for _ in range(n)]
     r.record({"figure": "cli", "system": "albert_cli", "mode": "albert --help", "median_s": round(statistics.median(helps), 3),
@@ -679,7 +684,7 @@ def summarize(r: Runner) -> None:
         else:
             variants = [("finetune default", lambda x: x["mode"] == "default"),
                         ("best finetune option (--jit / --no-deterministic)", lambda x: x["mode"] != "bf16_amp"),
-                        ("bf16 AMP (not a finetune option yet)", lambda x: x["mode"] == "bf16_amp")]
+                        ("bf16 (finetune --precision bf16)", lambda x: x["mode"] == "bf16_amp")]
         for label, pred in variants:
             ours = best(fig, "albert_cli", preset, pred)
             if ours is None:
@@ -724,7 +729,8 @@ def main() -> None:
         worker_main(sys.argv[2], sys.argv[3])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small only, fewer repetitions (2-3 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small only, no XLA / torch.compile modes, fewer repetitions (a few minutes)")
     parser.add_argument("--only", default="peak,inference,train,e2e,cli",
                         help="comma-separated subset of: peak, inference, train, e2e, cli")
     parser.add_argument("--presets", default=None, help="inference shapes (default base,small; small with --quick)")
