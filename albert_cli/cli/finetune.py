@@ -79,6 +79,9 @@ def finetune(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     jit: bool = typer.Option(False, "--jit/--no-jit", help="XLA-compile the training step (compiles once per length bucket)."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, bf16 (bfloat16 matmuls: about 1.5x faster on CPUs with AVX512_BF16/AMX) or auto (bf16 where native)."
+    ),
     deterministic: bool = typer.Option(
         True, "--deterministic/--no-deterministic", help="TensorFlow op determinism (same seed, same model)."
     ),
@@ -97,7 +100,7 @@ def finetune(
         learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout,
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
-        overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit,
+        overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,
         tapt_steps=tapt_steps, unlabeled=list(unlabeled or []), tapt_learning_rate=tapt_learning_rate,
     )
     result = run_finetune(opts)

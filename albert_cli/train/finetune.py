@@ -74,6 +74,7 @@ class FinetuneOptions:
     deterministic: bool = True
     max_steps: int | None = None
     jit: bool = False  # XLA-compile the training step (one compilation per length bucket)
+    precision: str = "fp32"  # fp32, bf16 or auto: oneDNN bfloat16 auto-mixed precision for the training graphs
     tapt_steps: int = 0  # task-adaptive pretraining (MLM + SOP) steps before fine-tuning
     unlabeled: list[str] = field(default_factory=list)  # extra texts for TAPT (and a new vocabulary)
     tapt_learning_rate: float | None = None  # None: 1e-3 from scratch, `albert pretrain`'s default with --init
@@ -96,6 +97,8 @@ class FinetuneOptions:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.dev and self.dev_split:
             raise UsageError("give either --dev or --dev-split, not both")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise UsageError(f"--precision must be one of fp32, bf16, auto, got '{self.precision}'")
         if self.dev_split is not None and not 0 < self.dev_split < 0.5:
             raise UsageError(f"--dev-split must be in (0, 0.5), got {self.dev_split}")
         if self.patience is not None and self.patience < 1:
@@ -379,6 +382,12 @@ class Finetuner:
         keras.utils.set_random_seed(o.seed)
         if o.deterministic:
             tf.config.experimental.enable_op_determinism()
+        from albert_cli._tf import apply_inference_precision, inference_precision
+
+        # bf16: TensorFlow's oneDNN auto-mixed-precision rewrite of the graphs run from now on (matmuls in
+        # bfloat16, float32 accumulation and variables); the exported SavedModel itself stays float32.
+        self.precision = inference_precision(o.precision)
+        apply_inference_precision(self.precision)
 
         self.pretrained = None
         self.init_meta = None
