@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import Result, albert_executable, assert_clean_error, run_albert
-
-TOPICS = {  # the learnable synthetic task of test_finetune_chain
-    "sport": ["football", "match", "goal", "team", "coach", "league", "striker", "season"],
-    "money": ["bank", "market", "shares", "profit", "investor", "stocks", "trade", "dollar"],
-    "tech": ["software", "computer", "chip", "internet", "startup", "robot", "data", "phone"],
-}
-FILLER = ["the", "a", "today", "said", "new", "after", "report", "week", "big", "on", "with", "in"]
-
-
-def make_rows(n: int, seed: int) -> list[tuple[str, str]]:
-    rng = np.random.default_rng(seed)
-    labels = list(TOPICS)
-    rows = []
-    for i in range(n):
-        label = labels[i % len(labels)]
-        words = list(rng.choice(TOPICS[label], 3)) + list(rng.choice(FILLER, int(rng.integers(3, 9))))
-        rng.shuffle(words)
-        rows.append((" ".join(words).capitalize() + ".", label))
-    return rows
-
-
-def write_csv(path: Path, rows) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(("text", "label"))
-        w.writerows(rows)
-    return path
+from test_finetune_chain import make_rows, write_csv  # its learnable synthetic topic task
 
 
 def start(*args) -> subprocess.Popen:
