@@ -32,6 +32,7 @@ import numpy as np
 
 from albert_cli.errors import DataError, ModelError, UsageError
 from albert_cli.modeldir import ASSETS, META_FILE, TFLITE_FILE, ModelMeta, open_model_dir
+from albert_cli.predict import run_length_grouped
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
@@ -195,16 +196,10 @@ class LitePredictor:
         if n == 0:
             return {}
         examples = self.packer.encode(list(texts), list(pairs) if self.meta.pair else None)
-        order = np.argsort([self.packer.packed_length(e) for e in examples], kind="stable")
-        results: dict[str, np.ndarray] = {}
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            raw = self._run_packed(self.packer.pack([examples[i] for i in idx]))
-            for key, value in _outputs_from(self.meta, raw).items():
-                if key not in results:
-                    results[key] = np.empty((n,) + value.shape[1:], value.dtype)
-                results[key][idx] = value
-        return results
+        return run_length_grouped(
+            [self.packer.packed_length(e) for e in examples], self.batch_size,
+            lambda idx: _outputs_from(self.meta, self._run_packed(self.packer.pack([examples[i] for i in idx]))),
+        )
 
 
 # ------------------------------------------------------------------ conversion

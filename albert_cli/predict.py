@@ -63,16 +63,28 @@ class Predictor:
 
             apply_inference_precision(inference_precision())
             self._precision_set = True
-        order = np.argsort([len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)], kind="stable")
-        results: dict[str, np.ndarray] = {}
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            out = self._run([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None)
-            for key, value in out.items():
-                if key not in results:
-                    results[key] = np.empty((n,) + value.shape[1:], value.dtype)
-                results[key][idx] = value
-        return results
+        lengths = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
+        return run_length_grouped(
+            lengths, self.batch_size,
+            lambda idx: self._run([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None),
+        )
+
+
+def run_length_grouped(lengths, batch_size: int, run_batch) -> dict[str, np.ndarray]:
+    """Batches of similar length (stable sort on `lengths`), outputs scattered back into input order.
+
+    `run_batch(idx)` computes the outputs (a dict of arrays, one row per index) for the items `idx`.
+    """
+    n = len(lengths)
+    order = np.argsort(lengths, kind="stable")
+    results: dict[str, np.ndarray] = {}
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        for key, value in run_batch(idx).items():
+            if key not in results:
+                results[key] = np.empty((n,) + value.shape[1:], value.dtype)
+            results[key][idx] = value
+    return results
 
 
 def make_predictor(model_dir, batch_size: int = 32):
