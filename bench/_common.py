@@ -6,12 +6,15 @@
 - `Timer`, `median_time()`  wall-clock timing, single or median of repeats
 - `timings()`      every timed repeat after warm-up (for median and min)
 - `markdown_table()`, `fmt()`  render results for humans
+- `albert_command()`, `albert_json()`  run our CLI as a user does; its JSON summary line
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -96,3 +99,26 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right:
 
     rule = ["-" * (w - 1) + ":" if i in right else "-" * w for i, w in enumerate(widths)]
     return "\n".join([line(cells[0]), line(rule)] + [line(r) for r in cells[1:]])
+
+
+def albert_command() -> list[str]:
+    """The `albert` console script next to this interpreter, else `python -m albert_cli`."""
+    exe = Path(sys.executable).with_name("albert")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "albert_cli"]
+
+
+def albert_json(*args: Any, timeout: float | None = None) -> dict | None:
+    """Run `albert ARGS` (output captured); its last stdout line as JSON, None when that is not JSON.
+
+    Raises RuntimeError naming the subcommand, exit code and last stderr line when it fails.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(albert_command() + [str(a) for a in args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"albert {args[0]} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    lines = proc.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None

@@ -65,7 +65,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_union
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Timer, emit, fmt, log, markdown_table, shared_data  # noqa: E402
+from _common import Timer, albert_command, emit, fmt, log, markdown_table, shared_data  # noqa: E402
 
 DATASETS = ["ag_news", "trec", "sms_spam", "chnsenticorp"]
 SYSTEMS = ["tfidf_lr", "fasttext", "albert", "albert_tapt", "albert_pretrained"]
@@ -214,11 +214,6 @@ def run_fasttext(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
 
 
 # ---------------------------------------------------------------------------- albert CLI
-
-
-def albert_command() -> list[str]:
-    exe = Path(sys.executable).with_name("albert")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "albert_cli"]
 
 
 def run_cli(args: list[str], capture_stdout: bool = False) -> tuple[int, str, str]:

@@ -23,31 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Timer, emit, log, markdown_table, shared_data  # noqa: E402
-
-ALBERT = [sys.executable, "-m", "albert_cli"]
-
-
-def albert(*args, timeout: float | None = None) -> dict | None:
-    """Run the CLI; return its last stdout line as JSON (None if it is not JSON)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(ALBERT + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"albert {args[0]} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
-    lines = proc.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1]) if lines else None
-    except ValueError:
-        return None
-
+from _common import Timer, albert_json, emit, log, markdown_table, shared_data  # noqa: E402
 
 def steady_positions_per_second(log_file: Path, batch: int, seq: int, skip: int = 10) -> float | None:
     """Padded positions/s between the logged steps after `skip` (from logs/train.jsonl)."""
@@ -101,8 +83,8 @@ def finetune_accuracy(name: str, data: Path, work: Path, init: Path | None, args
               "--batch-size", 32, "--learning-rate", args.ft_lr, "--overwrite"]
     source = ["--init", init] if init else ["--config", "small"]
     with Timer() as t:
-        albert("finetune", data / "train.csv", "-o", model, *source, *common)
-        report = albert("evaluate", model, data / "test.csv", "--json")
+        albert_json("finetune", data / "train.csv", "-o", model, *source, *common)
+        report = albert_json("evaluate", model, data / "test.csv", "--json")
     return {"dataset": name, "init": "pretrained" if init else "scratch", "test_accuracy": report.get("accuracy"),
             "macro_f1": report.get("macro_f1"), "steps": args.ft_steps, "wall_s": round(t.seconds, 1)}
 
@@ -140,12 +122,12 @@ def main() -> None:
     rows = []
 
     log(f"tokenizer: {args.vocab_size} pieces on {corpus}")
-    albert("tokenize", "train", corpus, "-o", work / "spm", "--vocab-size", args.vocab_size,
+    albert_json("tokenize", "train", corpus, "-o", work / "spm", "--vocab-size", args.vocab_size,
            "--input-sentence-size", 200_000)
     out = work / "pretrained"
     budget = f"{args.steps} steps (at most {minutes:g} min)" if args.steps else f"{minutes:g} min"
     log(f"pretraining 'small' for {budget} (batch {args.batch_size}, seq {args.seq})")
-    summary = albert("pretrain", corpus, "--doc-column", "doc", "--tokenizer", work / "spm.model", "-o", out,
+    summary = albert_json("pretrain", corpus, "--doc-column", "doc", "--tokenizer", work / "spm.model", "-o", out,
                      "--config", "small", "--max-seq-length", args.seq, "--batch-size", args.batch_size,
                      "--learning-rate", args.learning_rate, "--max-time", f"{minutes * 60:.0f}s",
                      *(["--max-steps", args.steps, "--decay-steps", args.steps] if args.steps

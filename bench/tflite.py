@@ -18,28 +18,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, log, markdown_table, median_time, shared_data  # noqa: E402
-
-ALBERT = [sys.executable, "-m", "albert_cli"]
-
-
-def albert(*args) -> dict | None:
-    proc = subprocess.run(ALBERT + [str(a) for a in args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"albert {args[0]} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    lines = proc.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1]) if lines else None
-    except ValueError:
-        return None
-
+from _common import albert_json, emit, log, markdown_table, median_time, shared_data  # noqa: E402
 
 def size_mb(path: Path) -> float:
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
@@ -62,13 +46,13 @@ def main() -> None:
     model = work / "model"
     if not (model / "saved_model.pb").is_file():
         log(f"fine-tuning ag_news ({args.steps} steps)")
-        albert("finetune", ag / "train.csv", "--dev", ag / "dev.csv", "-o", model, "--max-steps", args.steps,
+        albert_json("finetune", ag / "train.csv", "--dev", ag / "dev.csv", "-o", model, "--max-steps", args.steps,
                "--overwrite")
     dirs = {"saved_model": model}
     for q in ("none", "dynamic"):
         dirs[f"tflite_{q}"] = work / f"lite-{q}"
         log(f"albert export --format tflite --quantize {q}")
-        albert("export", model, "-o", dirs[f"tflite_{q}"], "--format", "tflite", "--quantize", q, "--overwrite")
+        albert_json("export", model, "-o", dirs[f"tflite_{q}"], "--format", "tflite", "--quantize", q, "--overwrite")
 
     import pandas as pd
 
@@ -81,7 +65,7 @@ def main() -> None:
         predictor = make_predictor(path, batch_size=32)
         predictor.predict(texts)  # warm-up: graph tracing / interpreter allocation
         _, seconds = median_time(functools.partial(predictor.predict, texts), repeats=3)
-        report = albert("evaluate", path, ag / "test.csv", "--json")
+        report = albert_json("evaluate", path, ag / "test.csv", "--json")
         r = {"bench": "tflite", "model": name, "size_mb": round(size, 2), "texts_per_s": round(len(texts) / seconds, 1),
              "accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "texts": len(texts)}
         results[name] = r
@@ -107,4 +91,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as exc:  # a failed albert command: one line, no traceback
+        sys.exit(f"bench/tflite.py: {exc}")

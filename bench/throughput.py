@@ -77,7 +77,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, emit, log, markdown_table, shared_data, timings  # noqa: E402
+from _common import REPO_ROOT, albert_command, emit, log, markdown_table, shared_data, timings  # noqa: E402
 
 SHAPES = {  # the `albert_cli` presets (checked against AlbertConfig.preset in our workers)
     "base": dict(vocab=30000, emb=128, hidden=768, layers=12, heads=12, inter=3072),
@@ -499,11 +499,6 @@ def measure_train(r: Runner, peak: float | None) -> None:
 
 
 # ---------------------------------------------------------------- our CLI, as a user runs it
-def albert_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "albert"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "albert_cli"]
-
-
 def run_waited(cmd, env=None, stdin=None, stdout=subprocess.DEVNULL) -> tuple[float, int, int]:
     """(wall seconds, exit code, peak RSS in KiB of that child) for one command."""
     t0 = time.perf_counter()
@@ -520,7 +515,7 @@ def run_waited(cmd, env=None, stdin=None, stdout=subprocess.DEVNULL) -> tuple[fl
 def build_model_dir(r: Runner, out: Path, config: str, train_csv: Path, tokenizer: Path | None = None) -> Path:
     if (out / "saved_model.pb").exists():
         return out
-    cmd = albert_cmd() + ["finetune", str(train_csv), "-o", str(out), "--config", config, "--max-steps", "1",
+    cmd = albert_command() + ["finetune", str(train_csv), "-o", str(out), "--config", config, "--max-steps", "1",
                           "--batch-size", "8", "--overwrite"]
     if tokenizer:
         cmd += ["--tokenizer", str(tokenizer)]
@@ -536,7 +531,7 @@ def predict_file(r: Runner, model: Path, test_csv: Path, precision: str) -> dict
     env = r.env(ALBERT_PRECISION=precision)
     walls, rss = [], 0
     for _ in range(1 if r.args.quick else 3):
-        wall, code, maxrss = run_waited(albert_cmd() + ["predict", str(model), str(test_csv)], env=env)
+        wall, code, maxrss = run_waited(albert_command() + ["predict", str(model), str(test_csv)], env=env)
         if code != 0:
             return {"skipped": f"albert predict exited {code}"}
         walls.append(wall)
@@ -549,7 +544,7 @@ def predict_warm(r: Runner, model: Path, lines: list[str], precision: str, reps:
     """One `albert predict MODEL -` process: start-up (to the first answer), then `reps` x all lines."""
     env = r.env(ALBERT_PRECISION=precision, **env_extra)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(albert_cmd() + ["predict", str(model), "-", "--format", "label"], env=env,
+    proc = subprocess.Popen(albert_command() + ["predict", str(model), "-", "--format", "label"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, bufsize=1, cwd=str(REPO_ROOT))
     try:
@@ -619,7 +614,7 @@ def measure_cli(r: Runner, workdir: Path, data: Path) -> None:
     n = 5 if a.quick else 10
     env = r.env()
     log(f"[{r.elapsed()}] cli: albert --help, first output, peak RSS")
-    helps = [run_waited(albert_cmd() + ["--help"], env=env)[0] for _ in range(n)]
+    helps = [run_waited(albert_command() + ["--help"], env=env)[0] for _ in range(n)]
     bare = [run_waited([sys.executable, "-c", "import typer, rich"], env=env)[0] for _ in range(n)]
     r.record({"figure": "cli", "system": "albert_cli", "mode": "albert --help", "median_s": round(statistics.median(helps), 3),
               "bare_import_typer_rich_s": round(statistics.median(bare), 3),
@@ -629,7 +624,7 @@ def measure_cli(r: Runner, workdir: Path, data: Path) -> None:
     ttfo = []
     for _ in range(1 if a.quick else 3):
         t0 = time.perf_counter()
-        proc = subprocess.Popen(albert_cmd() + ["predict", str(small), "-"], env=env, stdin=subprocess.PIPE,
+        proc = subprocess.Popen(albert_command() + ["predict", str(small), "-"], env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(REPO_ROOT))
         proc.stdin.write(line)
         proc.stdin.close()
@@ -647,7 +642,7 @@ def measure_cli(r: Runner, workdir: Path, data: Path) -> None:
         return
     big = build_model_dir(r, workdir / "base-model", "base", data / "ag_news" / "train.csv",
                           tokenizer=small / "assets" / "spiece.model")
-    wall, code, rss = run_waited(albert_cmd() + ["predict", str(big), str(data / "ag_news" / "test.csv")], env=env)
+    wall, code, rss = run_waited(albert_command() + ["predict", str(big), str(data / "ag_news" / "test.csv")], env=env)
     r.record({"figure": "cli", "system": "albert_cli", "mode": "peak RSS of albert predict (base shape, 760 texts)",
               "vmhwm_mib": round(rss / 1024, 1), "wall_s": round(wall, 2), "exit": code})
 
