@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from albert_cli.cli.options import FormatOpt, SkipBadRowsOpt
+from albert_cli.cli.options import FormatOpt, InferencePrecisionOpt, SkipBadRowsOpt, set_inference_precision
 
 
 def evaluate(
@@ -23,9 +23,7 @@ def evaluate(
     predictions: Optional[str] = typer.Option(None, "--predictions", help="Write per-row predictions (JSONL) to this file."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Multi-label: one threshold for every label."),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
-    precision: Optional[str] = typer.Option(
-        None, "--precision", help="fp32, bf16 (bfloat16 matmuls, faster on CPUs with AVX512_BF16/AMX) or auto [default: $ALBERT_PRECISION, else fp32]."
-    ),
+    precision: Optional[str] = InferencePrecisionOpt,
     skip_bad_rows: bool = SkipBadRowsOpt,
 ) -> None:
     """Evaluate a model on labelled data: accuracy, macro/micro/weighted F1, per-class P/R/F1, confusion matrix
@@ -37,11 +35,7 @@ def evaluate(
 
     if threshold is not None and not 0 < threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-    if precision is not None:  # validated here (one-line error), applied by the predictor before its first batch
-        from albert_cli._tf import PRECISION_ENV, inference_precision
-
-        inference_precision(precision)
-        os.environ[PRECISION_ENV] = precision
+    set_inference_precision(precision)
     for option, path in (("--output", output), ("--predictions", predictions)):
         if path:  # check before the work, not after it
             parent = os.path.dirname(os.path.abspath(path))

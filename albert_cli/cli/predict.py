@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from albert_cli.cli.options import SkipBadRowsOpt
+from albert_cli.cli.options import InferencePrecisionOpt, SkipBadRowsOpt, set_inference_precision
 
 
 def predict(
@@ -22,9 +22,7 @@ def predict(
     top_k: int = typer.Option(1, "--top-k", "-k", help="Add the K most probable labels."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Multi-label: one threshold for every label [default: tuned on dev]."),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
-    precision: Optional[str] = typer.Option(
-        None, "--precision", help="fp32, bf16 (bfloat16 matmuls, faster on CPUs with AVX512_BF16/AMX) or auto [default: $ALBERT_PRECISION, else fp32]."
-    ),
+    precision: Optional[str] = InferencePrecisionOpt,
     skip_bad_rows: bool = SkipBadRowsOpt,
 ) -> None:
     """Predict labels. Plain-text input gives exactly one output line per input line, in order
@@ -35,13 +33,7 @@ def predict(
 
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
-    import os
-
-    if precision is not None:  # validated here (one-line error), applied by the predictor before its first batch
-        from albert_cli._tf import PRECISION_ENV, inference_precision
-
-        inference_precision(precision)
-        os.environ[PRECISION_ENV] = precision
+    set_inference_precision(precision)
     if threshold is not None and not 0 < threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
     if batch_size < 1:
