@@ -29,8 +29,11 @@ def test_inference_precision_choices(monkeypatch):
     assert inference_precision("auto") == "fp32"
     monkeypatch.setattr("albert_cli._tf.cpu_has_native_bf16", lambda: True)
     assert inference_precision("auto") == "bf16"
-    with pytest.raises(UsageError, match="ALBERT_PRECISION"):
+    with pytest.raises(UsageError, match="^--precision must be one of"):
         inference_precision("fp16")
+    monkeypatch.setenv("ALBERT_PRECISION", "fp16")
+    with pytest.raises(UsageError, match=r"^\$ALBERT_PRECISION must be one of .*got 'fp16'"):
+        inference_precision()
 
 
 def test_tensorflow_import_leaves_sklearn_importable():

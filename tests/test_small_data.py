@@ -35,4 +35,4 @@ def test_precision_option(tmp_path):
     pred = run_albert("predict", "m", "-", "--precision", "bf16", input="good fine item 3\n", cwd=tmp_path)
     assert pred.returncode == 0 and json.loads(pred.stdout)["label"] in {"pos", "neg"}
     bad = run_albert("predict", "m", "-", "--precision", "int3", input="good\n", cwd=tmp_path)
-    assert bad.returncode == 2 and "ALBERT_PRECISION must be one of" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--precision must be one of" in bad.stderr and "Traceback" not in bad.stderr
