@@ -6,7 +6,9 @@ grouped by length into batches with dynamic padding and run through the
 backbone in one ``tf.function`` (input signature [None, None], so batches of
 any shape reuse one trace). Pooling:
 
-* ``pooler`` - ``pooled_output`` (tanh dense on [CLS]; HF ``pooler_output``)
+* ``pooler`` - ``pooled_output`` (tanh dense on [CLS]; HF ``pooler_output``); the
+  default, except for a model fine-tuned with ``--pooling mean``, whose pooler is untrained
+  (default ``mean`` there)
 * ``cls``    - ``sequence_output[:, 0]`` (HF ``last_hidden_state[:, 0]``)
 * ``mean``   - mean of ``sequence_output`` over the real tokens (padding_mask = 1,
   which includes [CLS] and [SEP], as sentence-transformers' mean pooling)
@@ -37,12 +39,12 @@ class Embedder:
     def __init__(
         self,
         model,
-        pooling: str = "pooler",
+        pooling: str | None = None,
         batch_size: int = 32,
         max_seq_length: int | None = None,
         normalize: bool = False,
     ):
-        if pooling not in POOLINGS:
+        if pooling is not None and pooling not in POOLINGS:
             raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got '{pooling}'")
         if batch_size < 1:
             raise UsageError(f"--batch-size must be positive, got {batch_size}")
@@ -67,6 +69,10 @@ class Embedder:
         elif max_seq_length > limit:
             raise UsageError(f"--max-seq-length {max_seq_length} exceeds the model's max_position_embeddings ({limit})")
         self.max_seq_length = int(max_seq_length)
+        if pooling is None:  # the pooling the model was fine-tuned with: its tanh pooler is untrained otherwise
+            from albert_cli.weights.hf import POOLING_KEY
+
+            pooling = "mean" if loaded.source_config.get(POOLING_KEY) == "mean" else "pooler"
         self.pooling = pooling
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)

@@ -8,7 +8,9 @@ graph, ``OUT/assets`` holds everything needed to rebuild or continue training:
   tokenizer, sequence length, columns, training metadata and metrics;
 * ``config.json`` + ``model.safetensors`` - the weights under Hugging Face
   names (an HF ``AlbertForSequenceClassification`` directory, readable by
-  ``finetune --init`` and by ``transformers``);
+  ``finetune --init`` and by ``transformers``; for a mean-pooled head an
+  ``AlbertModel`` directory with the head under ``mean_pooling_classifier.*``,
+  see ``albert_cli.weights.hf.POOLING_KEY``);
 * ``spiece.model`` - the SentencePiece model.
 
 ``OUT/logs`` holds TensorBoard logs and ``OUT/checkpoints`` the last training
@@ -46,6 +48,7 @@ class ModelMeta:
     labels: list[str]
     normalizer: dict
     max_seq_length: int
+    pooling: str = "pooler"  # classifier head: "pooler" (tanh pooler on [CLS], as published) or "mean" (token mean)
     tokenizer: dict = field(default_factory=lambda: {"kind": "sentencepiece", "file": "spiece.model"})
     thresholds: list[float] | None = None
     pair: bool = False

@@ -183,6 +183,42 @@ def test_classifier_and_probabilities(backbone, tmp_path):
         AlbertClassifier(backbone, num_labels=2, task="ranking")
 
 
+def test_mean_pooling_classifier_is_the_masked_token_mean(tmp_path):
+    """pooling="mean": logits = mean of sequence_output over real tokens @ kernel + bias; padding has no effect;
+    the unused tanh pooler is frozen; the HF directory says AlbertModel and round-trips the head."""
+    from albert_cli.weights.hf import load_hf_dir, save_hf_dir
+
+    keras.utils.set_random_seed(1)
+    model = AlbertClassifier(AlbertBackbone(TINY), num_labels=3, pooling="mean")
+    x = inputs(batch=3, seq=7, seed=2)
+    logits = np.asarray(model(x, training=False))
+    seq = np.asarray(model.backbone(x, training=False)["sequence_output"])
+    mask = x["padding_mask"][..., None].astype("float32")
+    kernel, bias = (np.asarray(v) for v in model.get_layer("classifier").weights)
+    expected = ((seq * mask).sum(1) / mask.sum(1)) @ kernel + bias
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    padded = {k: np.pad(v, ((0, 0), (0, 4))) for k, v in x.items()}  # four more padding positions
+    np.testing.assert_allclose(np.asarray(model(padded, training=False)), logits, atol=1e-5)
+    trainable = {v.path for v in model.trainable_variables}
+    assert "classifier/kernel" in trainable and not any(p.startswith("pooled_dense") for p in trainable)
+    assert AlbertClassifier.from_config(model.get_config()).pooling == "mean"
+    with pytest.raises(ValueError, match="unknown pooling"):
+        AlbertClassifier(AlbertBackbone(TINY), num_labels=2, pooling="max")
+
+    save_hf_dir(model, tmp_path, TINY)
+    hf = json.loads((tmp_path / "config.json").read_text())
+    assert hf["architectures"] == ["AlbertModel"] and hf["albert_cli_pooling"] == "mean"
+    from safetensors.numpy import load_file
+
+    names = set(load_file(str(tmp_path / "model.safetensors")))
+    assert {"mean_pooling_classifier.weight", "mean_pooling_classifier.bias"} <= names
+    assert "classifier.weight" not in names and not any(n.startswith("albert.") for n in names)
+    loaded = load_hf_dir(tmp_path)
+    assert loaded.heads == {"classifier"}
+    np.testing.assert_array_equal(loaded.weights["classifier/kernel"], kernel)
+    np.testing.assert_array_equal(loaded.weights["classifier/bias"], bias)
+
+
 def test_pretrainer_outputs_and_tied_decoder(backbone):
     model = AlbertPretrainer(backbone)
     x = inputs()

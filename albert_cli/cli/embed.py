@@ -14,9 +14,10 @@ def embed(
         "Hugging Face (config.json + model.safetensors) or a model written by `albert finetune`.",
     ),
     input: str = typer.Argument("-", help="Text file, one text per line; '-' for stdin."),
-    pooling: str = typer.Option(
-        "pooler", "--pooling", "-p",
-        help="pooler: tanh pooler output; cls: [CLS] hidden state; mean: mean over the real tokens.",
+    pooling: Optional[str] = typer.Option(
+        None, "--pooling", "-p",
+        help="pooler: tanh pooler output; cls: [CLS] hidden state; mean: mean over the real tokens "
+        "[default: pooler; mean for a model fine-tuned with mean pooling].",
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
     max_seq_length: Optional[int] = typer.Option(

@@ -48,6 +48,10 @@ def finetune(
     warmup_ratio: float = typer.Option(0.1, "--warmup-ratio", help="Fraction of steps for linear warm-up."),
     weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on LayerNorm and biases)."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate [default: the model config's]."),
+    pooling: Optional[str] = typer.Option(
+        None, "--pooling", help="Classifier input: pooler (the published tanh pooler on [CLS]) or mean (mean of the "
+        "token vectors) [default: mean from scratch; with --init, the model's own, else pooler]."
+    ),
     max_seq_length: Optional[int] = typer.Option(
         None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512 with --init, 128 from scratch]."
     ),
@@ -97,7 +101,7 @@ def finetune(
         train=train, output=str(output), dev=dev, dev_split=dev_split, init=init, config=config, tokenizer=str(tokenizer) if tokenizer else None,
         task="multi_label" if multi_label else task, format=fmt, text_column=text_column,
         text_pair_column=text_pair_column, label_column=label_column, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout,
+        learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout, pooling=pooling,
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
         overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,

@@ -13,6 +13,14 @@ from keras import layers, ops
 from albert_cli.model.backbone import AlbertBackbone, get_activation
 
 TASKS = ("single_label", "multi_label", "regression")
+POOLINGS = ("pooler", "mean")
+
+
+def masked_mean(sequence, padding_mask):
+    """Mean of `sequence` [B, T, H] over the positions where `padding_mask` [B, T] is 1 (in float32)."""
+    sequence = ops.cast(sequence, "float32")
+    mask = ops.expand_dims(ops.cast(padding_mask, "float32"), -1)
+    return ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
 
 
 def logits_to_probabilities(logits, task: str):
@@ -34,21 +42,32 @@ def _deserialize_backbone(backbone):
 
 @keras.saving.register_keras_serializable(package="albert_cli")
 class AlbertClassifier(keras.Model):
-    """Backbone -> dropout -> dense(num_labels) on `pooled_output`; outputs logits.
+    """Backbone -> pooling -> dropout -> dense(num_labels); outputs logits.
 
-    `task` decides how logits become probabilities (`logits_to_probabilities`)
-    and which loss the trainer uses; it does not change the graph.
+    `pooling`: "pooler" (the published head: the backbone's `pooled_output`, a tanh
+    dense on the [CLS] vector, as HF `AlbertForSequenceClassification`) or "mean"
+    (the mean of `sequence_output` over the real tokens; the tanh pooler is then
+    unused and frozen). `task` decides how logits become probabilities
+    (`logits_to_probabilities`) and which loss the trainer uses; it does not
+    change the graph.
     """
 
     def __init__(self, backbone: AlbertBackbone, num_labels: int, task: str = "single_label",
-                 dropout: float = 0.1, **kwargs):
+                 dropout: float = 0.1, pooling: str = "pooler", **kwargs):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
         if num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {num_labels}")
         backbone = _deserialize_backbone(backbone)
         inputs = dict(backbone.input)
-        pooled = backbone(inputs)["pooled_output"]
+        outputs = backbone(inputs)
+        if pooling == "mean":
+            backbone.get_layer("pooled_dense").trainable = False  # no gradient reaches it
+            pooled = masked_mean(outputs["sequence_output"], inputs["padding_mask"])
+        else:
+            pooled = outputs["pooled_output"]
         x = layers.Dropout(dropout, name="classifier_dropout")(pooled)
         init = keras.initializers.TruncatedNormal(stddev=backbone.config.initializer_range)
         logits = layers.Dense(num_labels, kernel_initializer=init, name="classifier")(x)
@@ -57,6 +76,7 @@ class AlbertClassifier(keras.Model):
         self.num_labels = num_labels
         self.task = task
         self.dropout = dropout
+        self.pooling = pooling
 
     def probabilities(self, logits):
         """Map this model's logits to probabilities (or values for regression)."""
@@ -64,7 +84,8 @@ class AlbertClassifier(keras.Model):
 
     def get_config(self):
         return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_labels": self.num_labels,
-                "task": self.task, "dropout": self.dropout, "name": self.name, "trainable": self.trainable}
+                "task": self.task, "dropout": self.dropout, "pooling": self.pooling, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):

@@ -30,6 +30,12 @@ from albert_cli.weights import (
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PREFIX = "albert."
+# A classifier on the mean of the token vectors (`AlbertClassifier(pooling="mean")`) has no HF class: its
+# directory says `AlbertModel` (the backbone loads exactly), records the pooling under this config key and
+# stores the head under another name, so that `AlbertForSequenceClassification` reports a newly initialised
+# classifier instead of silently putting it on the [CLS] pooler.
+POOLING_KEY = "albert_cli_pooling"
+MEAN_HEAD = {"classifier.weight": "mean_pooling_classifier.weight", "classifier.bias": "mean_pooling_classifier.bias"}
 
 
 def _linear(ours: str, theirs: str) -> list[Row]:
@@ -109,6 +115,8 @@ def load_hf_dir(path: str | Path, format_name: str = "hf") -> LoadedWeights:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path}: cannot read safetensors file: {exc}") from None
 
+    if raw_config.get(POOLING_KEY) == "mean":
+        tensors = {theirs: tensors.pop(ours) for theirs, ours in MEAN_HEAD.items() if ours in tensors} | tensors
     if not any(name.startswith(PREFIX) for name in tensors):  # AlbertModel saved alone
         tensors = {(PREFIX + n if n.startswith(_BACKBONE_ROOTS) else n): t for n, t in tensors.items()}
     for alias, target in _ALIASES.items():
@@ -151,7 +159,12 @@ def save_hf_dir(
         raise ModelError("save_hf_dir needs a config for a plain dict of weights")
     heads = {head_of(name) for name in weights}
     hf_extra = dict(extra_config or {})
-    if "classifier" in heads:
+    mean_pooled = "classifier" in heads and getattr(model_or_parts, "pooling", "pooler") == "mean"
+    if mean_pooled:
+        architecture = "AlbertModel"
+        hf_extra[POOLING_KEY] = "mean"
+        hf_extra.setdefault("num_labels", int(weights["classifier/bias"].shape[0]))
+    elif "classifier" in heads:
         architecture = "AlbertForSequenceClassification"
         hf_extra.setdefault("num_labels", int(weights["classifier/bias"].shape[0]))
         task = getattr(model_or_parts, "task", None)
@@ -164,7 +177,7 @@ def save_hf_dir(
 
     tensors = from_canonical(weights, expand_table(HF_TABLE, config))
     if architecture == "AlbertModel":
-        tensors = {name.removeprefix(PREFIX): t for name, t in tensors.items()}
+        tensors = {MEAN_HEAD.get(name, name.removeprefix(PREFIX)): t for name, t in tensors.items()}
     for name, tensor in (extra_tensors or {}).items():
         if name in tensors:
             raise ModelError(f"extra tensor {name} clashes with a model weight")

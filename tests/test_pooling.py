@@ -1,0 +1,79 @@
+"""`finetune --pooling`: mean pooling by default from scratch, the published [CLS] pooler on request; the model
+directory records it, serves it, continues it with --init and embeds with it."""
+
+import json
+
+import numpy as np
+
+from conftest import run_albert
+
+TEXTS = ["good fine item 3", "bad poor item 5", "fine good good"]
+
+
+def _data(tmp_path):
+    rows = ["text,label"] + [
+        f"{'good fine' if i % 2 else 'bad poor'} item {i % 7},{'pos' if i % 2 else 'neg'}" for i in range(60)
+    ]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+
+
+def _meta(path):
+    return json.loads((path / "assets" / "albert_cli.json").read_text())
+
+
+def _hf_config(path):
+    return json.loads((path / "assets" / "config.json").read_text())
+
+
+def test_pooling_default_option_and_continuation(tmp_path):
+    _data(tmp_path)
+    res = run_albert("finetune", "d.csv", "-o", "m", "--config", "tiny", "--max-steps", "4", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Gradients do not exist" not in res.stderr  # the unused tanh pooler is frozen, not left without a gradient
+    m = tmp_path / "m"
+    assert _meta(m)["pooling"] == "mean"
+    assert _hf_config(m)["architectures"] == ["AlbertModel"] and _hf_config(m)["albert_cli_pooling"] == "mean"
+
+    # What `predict` serves is the mean-pooled head on our backbone, recomputed here from the assets.
+    pred = run_albert("predict", "m", "-", "--all-scores", input="\n".join(TEXTS) + "\n", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    served = [json.loads(line) for line in pred.stdout.splitlines()]
+    from albert_cli.text.tokenizers import tokenizer_for_pretrained
+    from albert_cli.train.batching import encode_examples, pad_batch
+    from albert_cli.weights import build_backbone, load_pretrained
+
+    loaded = load_pretrained(m)
+    tok = tokenizer_for_pretrained(loaded)
+    x = pad_batch(encode_examples(tok, TEXTS, None, 32), np.arange(len(TEXTS)), 8, len(TEXTS))
+    seq = np.asarray(build_backbone(loaded)(x, training=False)["sequence_output"])
+    mask = x["padding_mask"][..., None].astype("float32")
+    logits = ((seq * mask).sum(1) / mask.sum(1)) @ loaded.weights["classifier/kernel"] + loaded.weights["classifier/bias"]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    labels = _meta(m)["labels"]
+    for row, p in zip(served, probs):
+        assert row["label"] == labels[int(p.argmax())]
+        np.testing.assert_allclose([row["probabilities"][name] for name in labels], p, atol=1e-4)
+
+    # --init keeps the model's own pooling and its head; --pooling pooler starts a new published head.
+    cont = run_albert("finetune", "d.csv", "-o", "m2", "--init", "m", "--max-steps", "2", cwd=tmp_path)
+    assert cont.returncode == 0, cont.stderr
+    assert "continuing from the classifier head" in cont.stderr and _meta(tmp_path / "m2")["pooling"] == "mean"
+    cls = run_albert("finetune", "d.csv", "-o", "m3", "--init", "m", "--pooling", "pooler", "--max-steps", "2",
+                     cwd=tmp_path)
+    assert cls.returncode == 0, cls.stderr
+    assert "continuing from the classifier head" not in cls.stderr and _meta(tmp_path / "m3")["pooling"] == "pooler"
+    assert _hf_config(tmp_path / "m3")["architectures"] == ["AlbertForSequenceClassification"]
+    assert "albert_cli_pooling" not in _hf_config(tmp_path / "m3")
+
+    # embed uses the mean by default for a mean-pooled model (its tanh pooler was never trained).
+    from albert_cli.embed import Embedder
+
+    default, mean, pooler = (Embedder(str(m), pooling=p).embed(TEXTS) for p in (None, "mean", "pooler"))
+    np.testing.assert_array_equal(default, mean)
+    np.testing.assert_allclose(mean, (seq * mask).sum(1) / mask.sum(1), atol=1e-5)
+    assert not np.allclose(default, pooler)
+
+    bad = run_albert("finetune", "d.csv", "-o", "m4", "--pooling", "max", cwd=tmp_path)
+    assert bad.returncode == 2 and "--pooling must be one of pooler, mean, got 'max'" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "m4").exists()
