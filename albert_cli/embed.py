@@ -69,11 +69,8 @@ class Embedder:
         elif max_seq_length > limit:
             raise UsageError(f"--max-seq-length {max_seq_length} exceeds the model's max_position_embeddings ({limit})")
         self.max_seq_length = int(max_seq_length)
-        if pooling is None:  # the pooling the model was fine-tuned with: its tanh pooler is untrained otherwise
-            from albert_cli.weights.hf import POOLING_KEY
-
-            pooling = "mean" if loaded.source_config.get(POOLING_KEY) == "mean" else "pooler"
-        self.pooling = pooling
+        # Default: the pooling the model was fine-tuned with (a mean-pooled model's tanh pooler is untrained).
+        self.pooling = pooling or loaded.pooling
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
         self.hidden_size = config.hidden_size

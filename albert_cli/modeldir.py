@@ -10,7 +10,7 @@ graph, ``OUT/assets`` holds everything needed to rebuild or continue training:
   names (an HF ``AlbertForSequenceClassification`` directory, readable by
   ``finetune --init`` and by ``transformers``; for a mean-pooled head an
   ``AlbertModel`` directory with the head under ``mean_pooling_classifier.*``,
-  see ``albert_cli.weights.hf.POOLING_KEY``);
+  see ``albert_cli.weights.POOLING_KEY``);
 * ``spiece.model`` - the SentencePiece model.
 
 ``OUT/logs`` holds TensorBoard logs and ``OUT/checkpoints`` the last training

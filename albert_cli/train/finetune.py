@@ -409,16 +409,7 @@ class Finetuner:
         # The head: mean pooling from scratch (trec dev 0.859 against 0.848 with the [CLS] pooler; test accuracy
         # up on ag_news, trec and chnsenticorp: bench/README.md); an --init model keeps its own (the published
         # [CLS] pooler for Google/HF checkpoints and `albert pretrain` output).
-        if o.pooling:
-            self.pooling = o.pooling
-        elif self.init_meta is not None:
-            self.pooling = self.init_meta.pooling
-        elif self.pretrained is not None:
-            from albert_cli.weights.hf import POOLING_KEY
-
-            self.pooling = self.pretrained.source_config.get(POOLING_KEY, "pooler")
-        else:
-            self.pooling = "mean"
+        self.pooling = o.pooling or (self.pretrained.pooling if self.pretrained is not None else "mean")
         self._setup_tokenizer(staging)
         config = self._model_config()
 

@@ -47,6 +47,10 @@ class TokenizerInfo:
     keep_accents: bool = False
 
 
+# Config key of a classifier on the mean of the token vectors (see `albert_cli.weights.hf`); absent = tanh pooler.
+POOLING_KEY = "albert_cli_pooling"
+
+
 @dataclass
 class LoadedWeights:
     """A checkpoint converted to canonical names (numpy float arrays).
@@ -65,6 +69,11 @@ class LoadedWeights:
     tokenizer: TokenizerInfo | None = None
     extra_tensors: dict[str, np.ndarray] = field(default_factory=dict)
     source_config: dict = field(default_factory=dict)
+
+    @property
+    def pooling(self) -> str:
+        """What a classifier head of this checkpoint reads: "mean" (token mean) or "pooler" (tanh pooler)."""
+        return "mean" if self.source_config.get(POOLING_KEY) == "mean" else "pooler"
 
     @property
     def heads(self) -> set[str]:

@@ -17,6 +17,7 @@ import numpy as np
 from albert_cli.errors import ModelError
 from albert_cli.model.config import AlbertConfig
 from albert_cli.weights import (
+    POOLING_KEY,
     LoadedWeights,
     Row,
     collect_weights,
@@ -31,10 +32,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PREFIX = "albert."
 # A classifier on the mean of the token vectors (`AlbertClassifier(pooling="mean")`) has no HF class: its
-# directory says `AlbertModel` (the backbone loads exactly), records the pooling under this config key and
+# directory says `AlbertModel` (the backbone loads exactly), records the pooling under POOLING_KEY and
 # stores the head under another name, so that `AlbertForSequenceClassification` reports a newly initialised
 # classifier instead of silently putting it on the [CLS] pooler.
-POOLING_KEY = "albert_cli_pooling"
 MEAN_HEAD = {"classifier.weight": "mean_pooling_classifier.weight", "classifier.bias": "mean_pooling_classifier.bias"}
 
 
