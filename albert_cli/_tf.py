@@ -132,19 +132,19 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
 
 
-def inference_precision(value: str | None = None, source: str = "--precision") -> str:
+def inference_precision(value: str | None = None) -> str:
     """The precision served models run at: "fp32" or "bf16".
 
-    From `value` (an option named `source` in errors) or else $ALBERT_PRECISION: "fp32"
-    (default: exact), "bf16" (matmuls in bfloat16, opt-in) or "auto" (bf16 on a CPU with
-    native bf16, fp32 elsewhere).
+    From `value` (a `--precision` option, named so in errors) or else $ALBERT_PRECISION:
+    "fp32" (default: exact), "bf16" (matmuls in bfloat16, opt-in) or "auto" (bf16 on a CPU
+    with native bf16, fp32 elsewhere).
     """
     from albert_cli.errors import UsageError
 
     raw = os.environ.get(PRECISION_ENV, "") if value is None else value
     choice = {"": "fp32", "float32": "fp32", "bfloat16": "bf16"}.get(raw.strip().lower(), raw.strip().lower())
     if choice not in PRECISIONS:
-        name = f"${PRECISION_ENV}" if value is None else source
+        name = f"${PRECISION_ENV}" if value is None else "--precision"
         raise UsageError(f"{name} must be one of {', '.join(PRECISIONS)}, got '{raw}'")
     if choice == "auto":
         return "bf16" if cpu_has_native_bf16() else "fp32"
