@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, albert_json, emit, log, markdown_table, shared_data  # noqa: E402
 
+
 def steady_positions_per_second(log_file: Path, batch: int, seq: int, skip: int = 10) -> float | None:
     """Padded positions/s between the logged steps after `skip` (from logs/train.jsonl)."""
     rows = [json.loads(line) for line in log_file.read_text().splitlines()]
@@ -123,16 +124,16 @@ def main() -> None:
 
     log(f"tokenizer: {args.vocab_size} pieces on {corpus}")
     albert_json("tokenize", "train", corpus, "-o", work / "spm", "--vocab-size", args.vocab_size,
-           "--input-sentence-size", 200_000)
+                "--input-sentence-size", 200_000)
     out = work / "pretrained"
     budget = f"{args.steps} steps (at most {minutes:g} min)" if args.steps else f"{minutes:g} min"
     log(f"pretraining 'small' for {budget} (batch {args.batch_size}, seq {args.seq})")
     summary = albert_json("pretrain", corpus, "--doc-column", "doc", "--tokenizer", work / "spm.model", "-o", out,
-                     "--config", "small", "--max-seq-length", args.seq, "--batch-size", args.batch_size,
-                     "--learning-rate", args.learning_rate, "--max-time", f"{minutes * 60:.0f}s",
-                     *(["--max-steps", args.steps, "--decay-steps", args.steps] if args.steps
-                       else ["--decay-steps", 100_000]), "--warmup-steps", 100, "--log-every", 10,
-                     "--save-every", 500, "--overwrite", *(["--jit"] if args.jit else []))
+                          "--config", "small", "--max-seq-length", args.seq, "--batch-size", args.batch_size,
+                          "--learning-rate", args.learning_rate, "--max-time", f"{minutes * 60:.0f}s",
+                          *(["--max-steps", args.steps, "--decay-steps", args.steps] if args.steps
+                            else ["--decay-steps", 100_000]), "--warmup-steps", 100, "--log-every", 10,
+                          "--save-every", 500, "--overwrite", *(["--jit"] if args.jit else []))
     ours = steady_positions_per_second(out / "logs" / "train.jsonl", args.batch_size, args.seq)
     config = json.loads((out / "albert_pretrain.json").read_text())["config"]
     preds = 20

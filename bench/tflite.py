@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import albert_json, emit, log, markdown_table, median_time, shared_data  # noqa: E402
 
+
 def size_mb(path: Path) -> float:
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files) / 1e6
@@ -47,7 +48,7 @@ def main() -> None:
     if not (model / "saved_model.pb").is_file():
         log(f"fine-tuning ag_news ({args.steps} steps)")
         albert_json("finetune", ag / "train.csv", "--dev", ag / "dev.csv", "-o", model, "--max-steps", args.steps,
-               "--overwrite")
+                    "--overwrite")
     dirs = {"saved_model": model}
     for q in ("none", "dynamic"):
         dirs[f"tflite_{q}"] = work / f"lite-{q}"

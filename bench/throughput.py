@@ -516,7 +516,7 @@ def build_model_dir(r: Runner, out: Path, config: str, train_csv: Path, tokenize
     if (out / "saved_model.pb").exists():
         return out
     cmd = albert_command() + ["finetune", str(train_csv), "-o", str(out), "--config", config, "--max-steps", "1",
-                          "--batch-size", "8", "--overwrite"]
+                              "--batch-size", "8", "--overwrite"]
     if tokenizer:
         cmd += ["--tokenizer", str(tokenizer)]
     log(f"  building a {config}-shape model directory: {' '.join(cmd[1:])}")
