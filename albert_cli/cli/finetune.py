@@ -79,6 +79,10 @@ def finetune(
         None, "--tapt-learning-rate", help="LAMB rate for --tapt-steps [default: 1e-3 from scratch, "
         "1.76e-3*sqrt(batch/4096) with --init].",
     ),
+    ema: Optional[float] = typer.Option(
+        None, "--ema", help="Evaluate on dev and save a moving average of the weights with this momentum (0: off, "
+        "the last weights) [default: 0.995 from scratch, 0 with --init].",
+    ),
     skip_bad_rows: bool = SkipBadRowsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
@@ -105,7 +109,7 @@ def finetune(
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
         overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,
-        tapt_steps=tapt_steps, unlabeled=list(unlabeled or []), tapt_learning_rate=tapt_learning_rate,
+        tapt_steps=tapt_steps, unlabeled=list(unlabeled or []), tapt_learning_rate=tapt_learning_rate, ema=ema,
     )
     result = run_finetune(opts)
     from albert_cli.console import info

@@ -343,6 +343,24 @@ ADAMW_EXCLUDE_VAR_NAMES: tuple[str, ...] = (
 )
 
 
+class AveragingAdamW(keras.optimizers.AdamW):
+    """AdamW that also keeps a moving average of the weights (``use_ema``) whose
+    momentum warms up: at step t (from 0) it is ``min(ema_momentum, t / (t + 1))``,
+    so the average is the plain mean of the weights so far until that reaches
+    `ema_momentum` (0.995: after 199 steps). Keras' own average starts at the full
+    momentum, which leaves a short run at about its first weights."""
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if not self.use_ema:
+            return
+        t = ops.cast(self.iterations, "float32")
+        momentum = ops.minimum(ops.cast(self.ema_momentum, "float32"), t / (t + 1.0))
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                m = ops.cast(momentum, var.dtype)
+                average.assign(ops.add(ops.multiply(m, average), ops.multiply(ops.subtract(1, m), var)))
+
+
 def make_optimizer(
     name: str,
     learning_rate: float,
@@ -352,6 +370,7 @@ def make_optimizer(
     clipnorm: float | None = 1.0,
     end_learning_rate: float = 0.0,
     power: float = 1.0,
+    ema_momentum: float | None = None,
 ) -> keras.optimizers.Optimizer:
     """ALBERT's optimizer: ``"lamb"`` (:class:`AlbertLamb`) or ``"adamw"``.
 
@@ -359,6 +378,7 @@ def make_optimizer(
     over `num_train_steps`, warm-up `num_warmup_steps`), weight decay
     `weight_decay` (not applied to LayerNorm weights and biases), epsilon 1e-6,
     and ``global_clipnorm=clipnorm`` (global-norm clipping, as the original).
+    `ema_momentum` (``"adamw"`` only) returns an :class:`AveragingAdamW`.
 
     ``"adamw"`` is ``keras.optimizers.AdamW``; unlike the original
     ``AdamWeightDecayOptimizer`` it bias-corrects Adam's moments (its decay
@@ -372,6 +392,8 @@ def make_optimizer(
         power=power,
     )
     key = name.lower().strip()
+    if ema_momentum and key != "adamw":
+        raise ValueError("ema_momentum is only implemented for 'adamw'")
     if key == "lamb":
         return AlbertLamb(
             learning_rate=schedule,
@@ -383,13 +405,15 @@ def make_optimizer(
             global_clipnorm=clipnorm,
         )
     if key == "adamw":
-        opt = keras.optimizers.AdamW(
+        ema = dict(use_ema=True, ema_momentum=float(ema_momentum)) if ema_momentum else {}
+        opt = (AveragingAdamW if ema_momentum else keras.optimizers.AdamW)(
             learning_rate=schedule,
             weight_decay=weight_decay,
             beta_1=0.9,
             beta_2=0.999,
             epsilon=1e-6,
             global_clipnorm=clipnorm,
+            **ema,
         )
         opt.exclude_from_weight_decay(var_names=list(ADAMW_EXCLUDE_VAR_NAMES))
         return opt

@@ -2,12 +2,14 @@
 
 The recipe follows the original ``run_classifier.py``: tanh pooler (from scratch:
 the mean of the token vectors), dropout, AdamW with linear warm-up and decay,
-global-norm clipping 1.0. Batches are
-grouped by length and padded to their own longest sequence.
+global-norm clipping 1.0; from scratch, dev selection and the saved model use a
+moving average of the weights (``--ema``). Batches are grouped by length and
+padded to their own longest sequence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,6 +26,7 @@ from albert_cli.errors import DataError, Interrupted, ModelError, UsageError, de
 DEFAULT_VOCAB_SIZE = 8000
 SCRATCH_MAX_STEPS = 1500  # default step budget from scratch when --epochs is not given
 SCRATCH_MAX_SEQ_LENGTH = 128  # default length cap from scratch (--max-seq-length overrides)
+SCRATCH_EMA = 0.995  # default --ema from scratch: dev selection and the saved model use the weights' moving average
 TASKS = ("single_label", "multi_label", "regression")
 POOLINGS = ("pooler", "mean")  # as albert_cli.model.heads.POOLINGS (not imported here: it imports keras)
 METRICS = ("accuracy", "macro_f1", "micro_f1", "loss", "mse", "pearson")
@@ -81,6 +84,7 @@ class FinetuneOptions:
     tapt_steps: int = 0  # task-adaptive pretraining (MLM + SOP) steps before fine-tuning
     unlabeled: list[str] = field(default_factory=list)  # extra texts for TAPT (and a new vocabulary)
     tapt_learning_rate: float | None = None  # None: 1e-3 from scratch, `albert pretrain`'s default with --init
+    ema: float | None = None  # momentum of the weights' moving average; None: SCRATCH_EMA from scratch, 0 (off) with --init
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -128,6 +132,8 @@ class FinetuneOptions:
             raise UsageError(f"--tapt-steps must be >= 0, got {self.tapt_steps}")
         if self.unlabeled and not self.tapt_steps:
             raise UsageError("--unlabeled texts are for task-adaptive pretraining: give --tapt-steps N too")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            raise UsageError(f"--ema must be at least 0 (off) and below 1, got {self.ema}")
         if self.tapt_learning_rate is not None and not self.tapt_learning_rate > 0:
             raise UsageError(f"--tapt-learning-rate must be positive, got {self.tapt_learning_rate}")
         if any(str(u) == "-" for u in self.unlabeled):
@@ -465,14 +471,17 @@ class Finetuner:
 
         from albert_cli.model.optimizers import make_optimizer
 
-        optimizer = make_optimizer("adamw", lr, total_steps, warmup, weight_decay=o.weight_decay, clipnorm=1.0)
+        ema = o.ema if o.ema is not None else (SCRATCH_EMA if scratch else 0.0)
+        optimizer = make_optimizer(
+            "adamw", lr, total_steps, warmup, weight_decay=o.weight_decay, clipnorm=1.0, ema_momentum=ema or None
+        )
         sample_w = self._sample_weights(y_train)
 
         loop = _Loop(
             self, tf, model, optimizer, train_enc, y_train, sample_w, dev_enc, y_dev, total_steps, steps_per_epoch
         )
         self.training_info = dict(
-            epochs=epochs, learning_rate=lr, batch_size=o.batch_size, total_steps=total_steps, warmup_steps=warmup,
+            epochs=epochs, learning_rate=lr, ema=ema, batch_size=o.batch_size, total_steps=total_steps, warmup_steps=warmup,
             seed=o.seed, max_seq_length=max_len, init=o.init, config=config.to_dict(),
             train_examples=len(train_enc), dev_examples=len(dev_enc) if dev_enc else 0,
             weight_decay=o.weight_decay, class_weights=o.class_weights, tapt_steps=o.tapt_steps,
@@ -706,6 +715,30 @@ class _Loop:
         probs = self.predict(self.dev_enc)
         return _metrics(self.task, self.y_dev, probs)
 
+    def _swap_averages(self) -> None:
+        """Exchange the weights with their moving averages (--ema); twice restores them."""
+        opt = self.optimizer
+        averages = opt._model_variables_moving_average  # Keras keeps them per trainable variable, in build order
+        for var in self.model.trainable_variables:
+            avg = averages[opt._get_variable_index(var)]
+            if avg is None:
+                continue
+            current = var.numpy()
+            var.assign(avg)
+            avg.assign(current)
+
+    @contextlib.contextmanager
+    def _averaged(self):
+        """The moving averages in the model for the duration (a no-op without --ema)."""
+        if not self.optimizer.use_ema:
+            yield
+            return
+        self._swap_averages()
+        try:
+            yield
+        finally:
+            self._swap_averages()
+
     def _better(self, value, best) -> bool:
         if best is None:
             return True
@@ -790,18 +823,19 @@ class _Loop:
                             tf.summary.scalar("learning_rate", float(self.optimizer.learning_rate))
                         at_end = step >= self.total_steps
                         if self.dev_enc and (step % eval_every == 0 or at_end):
-                            with deferred_interrupts():
+                            with deferred_interrupts(), self._averaged():  # the model that would be kept
                                 metrics = self.evaluate()
-                            value = metrics[self.metric]
+                                value = metrics[self.metric]
+                                improved = self._better(value, best)
+                                if improved:
+                                    self._save_best()
                             history.append({"step": step, **metrics})
                             with writer.as_default(step=step):
                                 for k, v in metrics.items():
                                     if isinstance(v, (int, float)):
                                         tf.summary.scalar(f"dev/{k}", v)
-                            improved = self._better(value, best)
                             if improved:
                                 best, best_step, bad_evals = value, step, 0
-                                self._save_best()
                             else:
                                 bad_evals += 1
                             err_console.print(
@@ -830,6 +864,8 @@ class _Loop:
         writer.close()
         if best_step is not None:
             self._restore_best()
+        elif self.optimizer.use_ema:  # no dev selection: keep the moving average
+            self._swap_averages()
         result = {
             "steps": step,
             "train_seconds": round(time.time() - t_start, 2),
