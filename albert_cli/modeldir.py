@@ -49,6 +49,7 @@ class ModelMeta:
     normalizer: dict
     max_seq_length: int
     pooling: str = "pooler"  # classifier head: "pooler" (tanh pooler on [CLS], as published) or "mean" (token mean)
+    bow_buckets: int = 0  # hashed bigram rows of the classifier's bag-of-n-grams member; 0: none (ALBERT alone)
     tokenizer: dict = field(default_factory=lambda: {"kind": "sentencepiece", "file": "spiece.model"})
     thresholds: list[float] | None = None
     pair: bool = False

@@ -27,7 +27,8 @@ def _hf_config(path):
 
 def test_pooling_default_option_and_continuation(tmp_path):
     _data(tmp_path)
-    res = run_albert("finetune", "d.csv", "-o", "m", "--config", "tiny", "--max-steps", "4", cwd=tmp_path)
+    # --no-bow: ALBERT alone, so that the served logits are the pooled head's (tests/test_bow.py covers both).
+    res = run_albert("finetune", "d.csv", "-o", "m", "--config", "tiny", "--max-steps", "4", "--no-bow", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Gradients do not exist" not in res.stderr  # the unused tanh pooler is frozen, not left without a gradient
     m = tmp_path / "m"

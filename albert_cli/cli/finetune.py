@@ -52,6 +52,11 @@ def finetune(
         None, "--pooling", help="Classifier input: pooler (the published tanh pooler on [CLS]) or mean (mean of the "
         "token vectors) [default: mean from scratch; with --init, the model's own, else pooler]."
     ),
+    bow: Optional[bool] = typer.Option(
+        None, "--bow/--no-bow", help="Train a linear bag-of-n-grams model (token unigrams and hashed bigrams, as "
+        "fastText) beside ALBERT, each with its own loss; predictions average their logits [default: on from "
+        "scratch; with --init, the model's own, else off].", show_default=False,
+    ),
     max_seq_length: Optional[int] = typer.Option(
         None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512 with --init, 128 from scratch]."
     ),
@@ -105,7 +110,7 @@ def finetune(
         train=train, output=str(output), dev=dev, dev_split=dev_split, init=init, config=config, tokenizer=str(tokenizer) if tokenizer else None,
         task="multi_label" if multi_label else task, format=fmt, text_column=text_column,
         text_pair_column=text_pair_column, label_column=label_column, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout, pooling=pooling,
+        learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout, pooling=pooling, bow=bow,
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
         overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,

@@ -1,6 +1,7 @@
 """Task heads on top of `AlbertBackbone` (Keras 3, backend-agnostic).
 
 Canonical variable paths of the heads: `classifier/{kernel,bias}`,
+`bow/{unigram,bigram}` (the classifier's optional bag-of-n-grams member),
 `mlm_head/dense/{kernel,bias}`, `mlm_head/layer_norm/{gamma,beta}`,
 `mlm_head/output_bias`, `sop_head/{kernel,bias}`.
 """
@@ -21,6 +22,70 @@ def masked_mean(sequence, padding_mask):
     sequence = ops.cast(sequence, "float32")
     mask = ops.expand_dims(ops.cast(padding_mask, "float32"), -1)
     return ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+
+BOW_BUCKETS = 2**18  # hashed bigram rows of the bag-of-n-grams member (fewer for many labels: bow_buckets_for)
+BOW_MAX_WEIGHTS = 2**23  # cap on the bigram table (rows x labels): 32 MB of float32
+BOW_SCALE = 1000.0  # output scale of the bag-of-n-grams member (see BagOfNgrams)
+_BOW_HASH_MULTIPLIER = 4093  # (id mod 2^18) * 4093 + (id mod 2^18) stays below 2^31: int32 on every backend
+
+
+def bow_buckets_for(num_labels: int) -> int:
+    """Hashed bigram rows for `num_labels` outputs: BOW_BUCKETS, halved until the table holds <= BOW_MAX_WEIGHTS."""
+    buckets = BOW_BUCKETS
+    while buckets > 1024 and buckets * num_labels > BOW_MAX_WEIGHTS:
+        buckets //= 2
+    return buckets
+
+
+@keras.saving.register_keras_serializable(package="albert_cli")
+class BagOfNgrams(layers.Layer):
+    """A linear bag-of-n-grams classifier over token ids (fastText without the hidden layer).
+
+    Call with `(token_ids [B, T], padding_mask [B, T])` -> logits [B, num_outputs]:
+    `scale` times the mean, over the real tokens and adjacent real-token pairs, of
+    a per-token row (`unigram`, [vocab_size, num_outputs]) and a per-pair row
+    (`bigram`, [buckets, num_outputs], pairs hashed into `buckets` rows; at most
+    2^18). Both tables start at zero. Under Adam every weight moves by about the
+    learning rate per step whatever its gradient's size, so without `scale` a
+    linear model at ALBERT's 5e-4 would hardly leave zero in a run; with 1000 it
+    moves its logits at fastText-like rates (trec dev 0.865 alone at 1000, 0.843 at
+    100; `bench/README.md`).
+    """
+
+    def __init__(self, vocab_size: int, num_outputs: int, buckets: int = BOW_BUCKETS, scale: float = BOW_SCALE,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not 1 <= buckets <= 2**18:
+            raise ValueError(f"buckets must be between 1 and 2^18, got {buckets}")
+        self.vocab_size = vocab_size
+        self.num_outputs = num_outputs
+        self.buckets = buckets
+        self.scale = scale
+
+    def build(self, token_ids_shape, padding_mask_shape=None):
+        self.unigram = self.add_weight(name="unigram", shape=(self.vocab_size, self.num_outputs),
+                                       initializer="zeros", dtype="float32")
+        self.bigram = self.add_weight(name="bigram", shape=(self.buckets, self.num_outputs),
+                                      initializer="zeros", dtype="float32")
+
+    def call(self, token_ids, padding_mask):
+        ids = ops.cast(token_ids, "int32")
+        mask = ops.cast(padding_mask, "float32")
+        next_ids = ops.concatenate([ids[:, 1:], ops.zeros_like(ids[:, :1])], axis=1)
+        pair_mask = mask * ops.concatenate([mask[:, 1:], ops.zeros_like(mask[:, :1])], axis=1)
+        pairs = ops.mod(ops.mod(ids, 2**18) * _BOW_HASH_MULTIPLIER + ops.mod(next_ids, 2**18), self.buckets)
+        total = ops.sum(ops.take(self.unigram, ids, axis=0) * mask[:, :, None], axis=1)  # (no einsum: TFLite)
+        total = total + ops.sum(ops.take(self.bigram, pairs, axis=0) * pair_mask[:, :, None], axis=1)
+        count = ops.sum(mask, axis=1, keepdims=True) + ops.sum(pair_mask, axis=1, keepdims=True)
+        return self.scale * total / ops.maximum(count, 1.0)
+
+    def compute_output_shape(self, token_ids_shape, padding_mask_shape=None):
+        return (token_ids_shape[0], self.num_outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "num_outputs": self.num_outputs,
+                "buckets": self.buckets, "scale": self.scale}
 
 
 def logits_to_probabilities(logits, task: str):
@@ -50,10 +115,15 @@ class AlbertClassifier(keras.Model):
     unused and frozen). `task` decides how logits become probabilities
     (`logits_to_probabilities`) and which loss the trainer uses; it does not
     change the graph.
+
+    `bow_buckets` > 0 adds a second member, a `BagOfNgrams` linear model (layer
+    `bow`) on the token ids: the output is then the mean of the two members'
+    logits, and `members` (a model with the same inputs) returns both, so that a
+    trainer can give each its own loss. 0: ALBERT alone, as published.
     """
 
     def __init__(self, backbone: AlbertBackbone, num_labels: int, task: str = "single_label",
-                 dropout: float = 0.1, pooling: str = "pooler", **kwargs):
+                 dropout: float = 0.1, pooling: str = "pooler", bow_buckets: int = 0, **kwargs):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         if pooling not in POOLINGS:
@@ -71,12 +141,20 @@ class AlbertClassifier(keras.Model):
         x = layers.Dropout(dropout, name="classifier_dropout")(pooled)
         init = keras.initializers.TruncatedNormal(stddev=backbone.config.initializer_range)
         logits = layers.Dense(num_labels, kernel_initializer=init, name="classifier")(x)
+        members = None
+        if bow_buckets:
+            bow = BagOfNgrams(backbone.config.vocab_size, num_labels, bow_buckets, name="bow", dtype="float32")
+            members = [ops.cast(logits, "float32"), bow(inputs["token_ids"], inputs["padding_mask"])]
+            logits = (members[0] + members[1]) / 2.0
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        # Both members' logits for training (None without the bag of n-grams); shares every variable.
+        self.members = keras.Model(inputs=inputs, outputs=members, name="members") if members else None
         self.backbone = backbone
         self.num_labels = num_labels
         self.task = task
         self.dropout = dropout
         self.pooling = pooling
+        self.bow_buckets = bow_buckets
 
     def probabilities(self, logits):
         """Map this model's logits to probabilities (or values for regression)."""
@@ -84,7 +162,8 @@ class AlbertClassifier(keras.Model):
 
     def get_config(self):
         return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_labels": self.num_labels,
-                "task": self.task, "dropout": self.dropout, "pooling": self.pooling, "name": self.name,
+                "task": self.task, "dropout": self.dropout, "pooling": self.pooling,
+                "bow_buckets": self.bow_buckets, "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod

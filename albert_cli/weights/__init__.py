@@ -23,7 +23,7 @@ from albert_cli.model.config import AlbertConfig
 # (canonical name, name in the external format, transpose 2-D array?)
 Row = tuple[str, str, bool]
 
-HEAD_PREFIXES = {"mlm_head/": "mlm", "sop_head/": "sop", "classifier/": "classifier"}
+HEAD_PREFIXES = {"mlm_head/": "mlm", "sop_head/": "sop", "classifier/": "classifier", "bow/": "classifier"}
 
 SENTENCEPIECE_FILES = ("spiece.model", "30k-clean.model")
 WORDPIECE_FILES = ("vocab.txt", "vocab_chinese.txt")
@@ -74,6 +74,12 @@ class LoadedWeights:
     def pooling(self) -> str:
         """What a classifier head of this checkpoint reads: "mean" (token mean) or "pooler" (tanh pooler)."""
         return "mean" if self.source_config.get(POOLING_KEY) == "mean" else "pooler"
+
+    @property
+    def bow_buckets(self) -> int:
+        """Hashed bigram rows of the classifier's bag-of-n-grams member; 0 when it has none."""
+        bigram = self.weights.get("bow/bigram")
+        return 0 if bigram is None else int(np.shape(bigram)[0])
 
     @property
     def heads(self) -> set[str]:

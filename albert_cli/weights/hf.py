@@ -31,11 +31,15 @@ from albert_cli.weights import (
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PREFIX = "albert."
-# A classifier on the mean of the token vectors (`AlbertClassifier(pooling="mean")`) has no HF class: its
-# directory says `AlbertModel` (the backbone loads exactly), records the pooling under POOLING_KEY and
-# stores the head under another name, so that `AlbertForSequenceClassification` reports a newly initialised
-# classifier instead of silently putting it on the [CLS] pooler.
-MEAN_HEAD = {"classifier.weight": "mean_pooling_classifier.weight", "classifier.bias": "mean_pooling_classifier.bias"}
+# A classifier on the mean of the token vectors (`AlbertClassifier(pooling="mean")`) or with a bag-of-n-grams
+# member (`bow_buckets` > 0, tensors `bow.unigram` / `bow.bigram`) has no HF class: its directory says
+# `AlbertModel` (the backbone loads exactly), records the pooling under POOLING_KEY and stores the head under
+# another name, so that `AlbertForSequenceClassification` reports a newly initialised classifier instead of
+# silently computing other logits.
+CUSTOM_HEADS = {
+    pooling: {f"classifier.{p}": f"{prefix}.{p}" for p in ("weight", "bias")}
+    for pooling, prefix in (("mean", "mean_pooling_classifier"), ("pooler", "pooler_classifier"))
+}
 
 
 def _linear(ours: str, theirs: str) -> list[Row]:
@@ -70,6 +74,8 @@ HF_TABLE: list[Row] = [
     ("mlm_head/output_bias", "predictions.bias", False),
     *_linear("sop_head", "sop_classifier.classifier"),
     *_linear("classifier", "classifier"),
+    ("bow/unigram", "bow.unigram", False),
+    ("bow/bigram", "bow.bigram", False),
 ]
 
 # Tensors HF writes that duplicate mapped ones (tied decoder) or are buffers.
@@ -115,8 +121,9 @@ def load_hf_dir(path: str | Path, format_name: str = "hf") -> LoadedWeights:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path}: cannot read safetensors file: {exc}") from None
 
-    if raw_config.get(POOLING_KEY) == "mean":
-        tensors = {theirs: tensors.pop(ours) for theirs, ours in MEAN_HEAD.items() if ours in tensors} | tensors
+    custom = CUSTOM_HEADS.get(raw_config.get(POOLING_KEY))
+    if custom:
+        tensors = {theirs: tensors.pop(ours) for theirs, ours in custom.items() if ours in tensors} | tensors
     if not any(name.startswith(PREFIX) for name in tensors):  # AlbertModel saved alone
         tensors = {(PREFIX + n if n.startswith(_BACKBONE_ROOTS) else n): t for n, t in tensors.items()}
     for alias, target in _ALIASES.items():
@@ -159,10 +166,11 @@ def save_hf_dir(
         raise ModelError("save_hf_dir needs a config for a plain dict of weights")
     heads = {head_of(name) for name in weights}
     hf_extra = dict(extra_config or {})
-    mean_pooled = "classifier" in heads and getattr(model_or_parts, "pooling", "pooler") == "mean"
-    if mean_pooled:
+    pooling = getattr(model_or_parts, "pooling", "pooler")
+    custom = "classifier" in heads and (pooling == "mean" or "bow/bigram" in weights)
+    if custom:
         architecture = "AlbertModel"
-        hf_extra[POOLING_KEY] = "mean"
+        hf_extra[POOLING_KEY] = pooling
         hf_extra.setdefault("num_labels", int(weights["classifier/bias"].shape[0]))
     elif "classifier" in heads:
         architecture = "AlbertForSequenceClassification"
@@ -177,7 +185,8 @@ def save_hf_dir(
 
     tensors = from_canonical(weights, expand_table(HF_TABLE, config))
     if architecture == "AlbertModel":
-        tensors = {MEAN_HEAD.get(name, name.removeprefix(PREFIX)): t for name, t in tensors.items()}
+        renames = CUSTOM_HEADS[pooling] if custom else {}
+        tensors = {renames.get(name, name.removeprefix(PREFIX)): t for name, t in tensors.items()}
     for name, tensor in (extra_tensors or {}).items():
         if name in tensors:
             raise ModelError(f"extra tensor {name} clashes with a model weight")
