@@ -18,6 +18,9 @@ Systems, for each dataset in <repo>/../shared/data/<name>/{train,dev,test}.csv:
              `albert finetune TRAIN --dev DEV -o TMP/model [--albert-args]` then
              `albert evaluate TMP/model TEST --json`. A failing command makes the
              row "skipped" with the command's error line.
+  albert_no_bow
+             the same with `--no-bow`: ALBERT alone, without the linear
+             bag-of-n-grams member that the defaults train beside it.
   albert_tapt
              the same plus task-adaptive pretraining: `--tapt-steps N` (bench
              option --tapt-steps, default 1000) of ALBERT's MLM + SOP
@@ -27,7 +30,7 @@ Systems, for each dataset in <repo>/../shared/data/<name>/{train,dev,test}.csv:
              `albert pretrain` output); "skipped" when no --pretrained is given
              for the dataset's language.
 
---only takes system names and the groups baselines, albert_all (the three
+--only takes system names and the groups baselines, albert_all (the four
 albert systems) and all, comma-separated. --albert-args go to every albert
 system's `finetune`.
 
@@ -68,9 +71,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, albert_command, emit, fmt, log, markdown_table, shared_data  # noqa: E402
 
 DATASETS = ["ag_news", "trec", "sms_spam", "chnsenticorp"]
-SYSTEMS = ["tfidf_lr", "fasttext", "albert", "albert_tapt", "albert_pretrained"]
+SYSTEMS = ["tfidf_lr", "fasttext", "albert", "albert_no_bow", "albert_tapt", "albert_pretrained"]
 BASELINES = ["tfidf_lr", "fasttext"]
-ALBERT_SYSTEMS = ["albert", "albert_tapt", "albert_pretrained"]
+ALBERT_SYSTEMS = ["albert", "albert_no_bow", "albert_tapt", "albert_pretrained"]
 GROUPS = {"all": SYSTEMS, "baselines": BASELINES, "albert_all": ALBERT_SYSTEMS}
 TAPT_STEPS = 1000
 QUICK_TRAIN_ROWS = 1000
@@ -293,6 +296,10 @@ def run_albert(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
     return finetune_and_evaluate(ds, workdir, args, "albert", [])
 
 
+def run_albert_no_bow(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
+    return finetune_and_evaluate(ds, workdir, args, "albert_no_bow", ["--no-bow"])
+
+
 def run_albert_tapt(ds: Dataset, workdir: Path, args: argparse.Namespace) -> dict:
     return finetune_and_evaluate(ds, workdir, args, "albert_tapt", ["--tapt-steps", str(args.tapt_steps)])
 
@@ -321,6 +328,7 @@ RUNNERS: dict[str, Callable[[Dataset, Path, argparse.Namespace], dict]] = {
     "tfidf_lr": run_tfidf_lr,
     "fasttext": run_fasttext,
     "albert": run_albert,
+    "albert_no_bow": run_albert_no_bow,
     "albert_tapt": run_albert_tapt,
     "albert_pretrained": run_albert_pretrained,
 }
