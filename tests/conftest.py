@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -68,3 +69,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def write_two_class_csv(directory: Path, name: str = "d.csv") -> Path:
+    """60 rows of a trivially separable pos/neg task ("good fine item N" / "bad poor item N") as a CSV."""
+    rows = ["text,label"] + [
+        f"{'good fine' if i % 2 else 'bad poor'} item {i % 7},{'pos' if i % 2 else 'neg'}" for i in range(60)
+    ]
+    path = Path(directory) / name
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def model_meta(model_dir: Path) -> dict:
+    """A model directory's `assets/albert_cli.json`."""
+    return json.loads((Path(model_dir) / "assets" / "albert_cli.json").read_text())

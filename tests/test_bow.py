@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_albert
+from conftest import model_meta, run_albert, write_two_class_csv
 
 TEXTS = ["good fine item 3", "bad poor item 5", "fine good good"]
 
@@ -92,24 +92,13 @@ def test_bow_survives_the_hf_format_with_either_pooling(tmp_path):
                                    rtol=1e-5, atol=1e-6)
 
 
-def _data(tmp_path):
-    rows = ["text,label"] + [
-        f"{'good fine' if i % 2 else 'bad poor'} item {i % 7},{'pos' if i % 2 else 'neg'}" for i in range(60)
-    ]
-    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
-
-
-def _meta(path):
-    return json.loads((path / "assets" / "albert_cli.json").read_text())
-
-
 @pytest.mark.parametrize("extra", [(), ("--no-bow",)])
 def test_finetune_default_has_the_bow_and_predict_serves_the_mean_of_the_members(tmp_path, extra):
-    _data(tmp_path)
+    write_two_class_csv(tmp_path)
     res = run_albert("finetune", "d.csv", "-o", "m", "--config", "tiny", "--max-steps", "30", *extra, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     m = tmp_path / "m"
-    meta = _meta(m)
+    meta = model_meta(m)
     from albert_cli.text.tokenizers import tokenizer_for_pretrained
     from albert_cli.train.batching import encode_examples, pad_batch
     from albert_cli.weights import build_backbone, load_pretrained
@@ -145,7 +134,7 @@ def test_finetune_default_has_the_bow_and_predict_serves_the_mean_of_the_members
     # --init keeps the bag and its weights (same labels); --no-bow drops it.
     cont = run_albert("finetune", "d.csv", "-o", "m2", "--init", "m", "--max-steps", "2", cwd=tmp_path)
     assert cont.returncode == 0, cont.stderr
-    assert "continuing from the classifier head" in cont.stderr and _meta(tmp_path / "m2")["bow_buckets"] == 2**18
+    assert "continuing from the classifier head" in cont.stderr and model_meta(tmp_path / "m2")["bow_buckets"] == 2**18
     drop = run_albert("finetune", "d.csv", "-o", "m3", "--init", "m", "--no-bow", "--max-steps", "2", cwd=tmp_path)
     assert drop.returncode == 0, drop.stderr
-    assert "continuing from the classifier head" not in drop.stderr and _meta(tmp_path / "m3")["bow_buckets"] == 0
+    assert "continuing from the classifier head" not in drop.stderr and model_meta(tmp_path / "m3")["bow_buckets"] == 0

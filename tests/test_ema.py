@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from conftest import run_albert
+from conftest import model_meta, run_albert, write_two_class_csv
 
 
 def test_averaging_adamw_is_the_running_mean_then_an_ema():
@@ -34,15 +34,8 @@ def test_averaging_adamw_is_the_running_mean_then_an_ema():
     assert not plain.use_ema and not isinstance(plain, AveragingAdamW)
 
 
-def _data(tmp_path):
-    rows = ["text,label"] + [
-        f"{'good fine' if i % 2 else 'bad poor'} item {i % 7},{'pos' if i % 2 else 'neg'}" for i in range(60)
-    ]
-    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
-
-
 def _training(path):
-    return json.loads((path / "assets" / "albert_cli.json").read_text())["training"]
+    return model_meta(path)["training"]
 
 
 def _saved_and_raw_kernel(path):
@@ -59,7 +52,7 @@ def _saved_and_raw_kernel(path):
 
 
 def test_finetune_saves_the_moving_average(tmp_path):
-    _data(tmp_path)
+    write_two_class_csv(tmp_path)
     common = ["d.csv", "--config", "tiny", "--max-steps", "5", "--lr", "1e-2"]
     res = run_albert("finetune", *common, "-o", "avg", cwd=tmp_path)  # the default from scratch: 0.995
     assert res.returncode == 0, res.stderr

@@ -5,20 +5,9 @@ import json
 
 import numpy as np
 
-from conftest import run_albert
+from conftest import model_meta, run_albert, write_two_class_csv
 
 TEXTS = ["good fine item 3", "bad poor item 5", "fine good good"]
-
-
-def _data(tmp_path):
-    rows = ["text,label"] + [
-        f"{'good fine' if i % 2 else 'bad poor'} item {i % 7},{'pos' if i % 2 else 'neg'}" for i in range(60)
-    ]
-    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
-
-
-def _meta(path):
-    return json.loads((path / "assets" / "albert_cli.json").read_text())
 
 
 def _hf_config(path):
@@ -26,13 +15,13 @@ def _hf_config(path):
 
 
 def test_pooling_default_option_and_continuation(tmp_path):
-    _data(tmp_path)
+    write_two_class_csv(tmp_path)
     # --no-bow: ALBERT alone, so that the served logits are the pooled head's (tests/test_bow.py covers both).
     res = run_albert("finetune", "d.csv", "-o", "m", "--config", "tiny", "--max-steps", "4", "--no-bow", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Gradients do not exist" not in res.stderr  # the unused tanh pooler is frozen, not left without a gradient
     m = tmp_path / "m"
-    assert _meta(m)["pooling"] == "mean"
+    assert model_meta(m)["pooling"] == "mean"
     assert _hf_config(m)["architectures"] == ["AlbertModel"] and _hf_config(m)["albert_cli_pooling"] == "mean"
 
     # What `predict` serves is the mean-pooled head on our backbone, recomputed here from the assets.
@@ -51,7 +40,7 @@ def test_pooling_default_option_and_continuation(tmp_path):
     logits = ((seq * mask).sum(1) / mask.sum(1)) @ loaded.weights["classifier/kernel"] + loaded.weights["classifier/bias"]
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    labels = _meta(m)["labels"]
+    labels = model_meta(m)["labels"]
     for row, p in zip(served, probs):
         assert row["label"] == labels[int(p.argmax())]
         np.testing.assert_allclose([row["probabilities"][name] for name in labels], p, atol=1e-4)
@@ -59,11 +48,11 @@ def test_pooling_default_option_and_continuation(tmp_path):
     # --init keeps the model's own pooling and its head; --pooling pooler starts a new published head.
     cont = run_albert("finetune", "d.csv", "-o", "m2", "--init", "m", "--max-steps", "2", cwd=tmp_path)
     assert cont.returncode == 0, cont.stderr
-    assert "continuing from the classifier head" in cont.stderr and _meta(tmp_path / "m2")["pooling"] == "mean"
+    assert "continuing from the classifier head" in cont.stderr and model_meta(tmp_path / "m2")["pooling"] == "mean"
     cls = run_albert("finetune", "d.csv", "-o", "m3", "--init", "m", "--pooling", "pooler", "--max-steps", "2",
                      cwd=tmp_path)
     assert cls.returncode == 0, cls.stderr
-    assert "continuing from the classifier head" not in cls.stderr and _meta(tmp_path / "m3")["pooling"] == "pooler"
+    assert "continuing from the classifier head" not in cls.stderr and model_meta(tmp_path / "m3")["pooling"] == "pooler"
     assert _hf_config(tmp_path / "m3")["architectures"] == ["AlbertForSequenceClassification"]
     assert "albert_cli_pooling" not in _hf_config(tmp_path / "m3")
 
