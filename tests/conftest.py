@@ -84,3 +84,33 @@ def write_two_class_csv(directory: Path, name: str = "d.csv") -> Path:
 def model_meta(model_dir: Path) -> dict:
     """A model directory's `assets/albert_cli.json`."""
     return json.loads((Path(model_dir) / "assets" / "albert_cli.json").read_text())
+
+
+def mean_pooled(model_dir: Path, texts: list[str]):
+    """Recomputed from a model directory's assets: its weights (`LoadedWeights`), the encoded `texts` (one batch,
+    padded to a multiple of 8) and the mean of the backbone's token vectors over the real tokens."""
+    import numpy as np
+
+    from albert_cli.text.tokenizers import tokenizer_for_pretrained
+    from albert_cli.train.batching import encode_examples, pad_batch
+    from albert_cli.weights import build_backbone, load_pretrained
+
+    loaded = load_pretrained(model_dir)
+    x = pad_batch(encode_examples(tokenizer_for_pretrained(loaded), texts, None, 32), np.arange(len(texts)), 8,
+                  len(texts))
+    seq = np.asarray(build_backbone(loaded)(x, training=False)["sequence_output"])
+    mask = x["padding_mask"][..., None].astype("float32")
+    return loaded, x, (seq * mask).sum(1) / mask.sum(1)
+
+
+def assert_served(predict_stdout: str, logits, labels: list[str]) -> None:
+    """`predict --all-scores` lines carry softmax(`logits`): the argmax label and every probability (1e-4)."""
+    import numpy as np
+
+    served = [json.loads(line) for line in predict_stdout.splitlines()]
+    assert len(served) == len(logits)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    for row, p in zip(served, probs):
+        assert row["label"] == labels[int(p.argmax())]
+        np.testing.assert_allclose([row["probabilities"][name] for name in labels], p, atol=1e-4)

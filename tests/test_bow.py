@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import model_meta, run_albert, write_two_class_csv
+from conftest import assert_served, mean_pooled, model_meta, run_albert, write_two_class_csv
 
 TEXTS = ["good fine item 3", "bad poor item 5", "fine good good"]
 
@@ -99,11 +99,7 @@ def test_finetune_default_has_the_bow_and_predict_serves_the_mean_of_the_members
     assert res.returncode == 0, res.stderr
     m = tmp_path / "m"
     meta = model_meta(m)
-    from albert_cli.text.tokenizers import tokenizer_for_pretrained
-    from albert_cli.train.batching import encode_examples, pad_batch
-    from albert_cli.weights import build_backbone, load_pretrained
-
-    loaded = load_pretrained(m)
+    loaded, x, pooled = mean_pooled(m, TEXTS)
     if extra:
         assert meta["bow_buckets"] == 0 and meta["training"]["bow"] is False and loaded.bow_buckets == 0
         assert not any(name.startswith("bow/") for name in loaded.weights)
@@ -113,21 +109,11 @@ def test_finetune_default_has_the_bow_and_predict_serves_the_mean_of_the_members
     # What `predict` serves, recomputed from the assets: the mean of the mean-pooled head's and the bag's logits.
     pred = run_albert("predict", "m", "-", "--all-scores", input="\n".join(TEXTS) + "\n", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
-    served = [json.loads(line) for line in pred.stdout.splitlines()]
-    tok = tokenizer_for_pretrained(loaded)
-    x = pad_batch(encode_examples(tok, TEXTS, None, 32), np.arange(len(TEXTS)), 8, len(TEXTS))
-    seq = np.asarray(build_backbone(loaded)(x, training=False)["sequence_output"])
-    mask = x["padding_mask"][..., None].astype("float32")
-    albert = ((seq * mask).sum(1) / mask.sum(1)) @ loaded.weights["classifier/kernel"] + loaded.weights["classifier/bias"]
+    albert = pooled @ loaded.weights["classifier/kernel"] + loaded.weights["classifier/bias"]
     bow = _np_bow(loaded.weights["bow/unigram"], loaded.weights["bow/bigram"], x["token_ids"], x["padding_mask"],
                   1000.0)
-    logits = (albert + bow) / 2
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
     labels = meta["labels"]
-    for row, p in zip(served, probs):
-        assert row["label"] == labels[int(p.argmax())]
-        np.testing.assert_allclose([row["probabilities"][name] for name in labels], p, atol=1e-4)
+    assert_served(pred.stdout, (albert + bow) / 2, labels)
     # The bag learned on its own loss: alone it separates the two classes of this data.
     assert [labels[int(i)] for i in bow.argmax(-1)] == ["pos", "neg", "pos"]
 

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from conftest import model_meta, run_albert, write_two_class_csv
+from conftest import assert_served, mean_pooled, model_meta, run_albert, write_two_class_csv
 
 TEXTS = ["good fine item 3", "bad poor item 5", "fine good good"]
 
@@ -27,23 +27,9 @@ def test_pooling_default_option_and_continuation(tmp_path):
     # What `predict` serves is the mean-pooled head on our backbone, recomputed here from the assets.
     pred = run_albert("predict", "m", "-", "--all-scores", input="\n".join(TEXTS) + "\n", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
-    served = [json.loads(line) for line in pred.stdout.splitlines()]
-    from albert_cli.text.tokenizers import tokenizer_for_pretrained
-    from albert_cli.train.batching import encode_examples, pad_batch
-    from albert_cli.weights import build_backbone, load_pretrained
-
-    loaded = load_pretrained(m)
-    tok = tokenizer_for_pretrained(loaded)
-    x = pad_batch(encode_examples(tok, TEXTS, None, 32), np.arange(len(TEXTS)), 8, len(TEXTS))
-    seq = np.asarray(build_backbone(loaded)(x, training=False)["sequence_output"])
-    mask = x["padding_mask"][..., None].astype("float32")
-    logits = ((seq * mask).sum(1) / mask.sum(1)) @ loaded.weights["classifier/kernel"] + loaded.weights["classifier/bias"]
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    labels = model_meta(m)["labels"]
-    for row, p in zip(served, probs):
-        assert row["label"] == labels[int(p.argmax())]
-        np.testing.assert_allclose([row["probabilities"][name] for name in labels], p, atol=1e-4)
+    loaded, _, pooled = mean_pooled(m, TEXTS)
+    assert_served(pred.stdout, pooled @ loaded.weights["classifier/kernel"] + loaded.weights["classifier/bias"],
+                  model_meta(m)["labels"])
 
     # --init keeps the model's own pooling and its head; --pooling pooler starts a new published head.
     cont = run_albert("finetune", "d.csv", "-o", "m2", "--init", "m", "--max-steps", "2", cwd=tmp_path)
@@ -61,7 +47,7 @@ def test_pooling_default_option_and_continuation(tmp_path):
 
     default, mean, pooler = (Embedder(str(m), pooling=p).embed(TEXTS) for p in (None, "mean", "pooler"))
     np.testing.assert_array_equal(default, mean)
-    np.testing.assert_allclose(mean, (seq * mask).sum(1) / mask.sum(1), atol=1e-5)
+    np.testing.assert_allclose(mean, pooled, atol=1e-5)
     assert not np.allclose(default, pooler)
 
     bad = run_albert("finetune", "d.csv", "-o", "m4", "--pooling", "max", cwd=tmp_path)
