@@ -53,9 +53,9 @@ def finetune(
         "token vectors) [default: mean from scratch; with --init, the model's own, else pooler]."
     ),
     bow: Optional[bool] = typer.Option(
-        None, "--bow/--no-bow", help="Train a linear bag-of-n-grams model (token unigrams and hashed bigrams, as "
-        "fastText) beside ALBERT, each with its own loss; predictions average their logits [default: on from "
-        "scratch; with --init, the model's own, else off].", show_default=False,
+        None, "--bow/--no-bow", help="Train a linear bag-of-n-grams model (hashed words and word pairs, as fastText) "
+        "beside ALBERT, each with its own loss; predictions mix their logits, ALBERT's share picked on --dev "
+        "[default: on from scratch; with --init, the model's own, else off].", show_default=False,
     ),
     max_seq_length: Optional[int] = typer.Option(
         None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512 with --init, 128 from scratch]."

@@ -26,6 +26,7 @@ from albert_cli.errors import DataError, Interrupted, ModelError, UsageError, de
 DEFAULT_VOCAB_SIZE = 8000
 SCRATCH_MAX_STEPS = 1500  # default step budget from scratch when --epochs is not given
 SCRATCH_MAX_SEQ_LENGTH = 128  # default length cap from scratch (--max-seq-length overrides)
+CLIP_NORM = 1.0  # global-norm gradient clipping, as the original run_classifier.py (per member with the bag)
 SCRATCH_EMA = 0.995  # default --ema from scratch: dev selection and the saved model use the weights' moving average
 TASKS = ("single_label", "multi_label", "regression")
 POOLINGS = ("pooler", "mean")  # as albert_cli.model.heads.POOLINGS (not imported here: it imports keras)
@@ -182,6 +183,31 @@ def _metrics(task: str, y_true, outputs, thresholds=None) -> dict:
         t = np.asarray(thresholds if thresholds is not None else [0.5] * outputs.shape[-1])
         return multilabel_metrics(y_true, (outputs >= t).astype(np.int32))
     return regression_metrics(y_true, outputs)
+
+
+def clip_by_group_norm(tf, grads, groups, clip_norm: float) -> list:
+    """`tf.clip_by_global_norm` within each group of gradients (`groups[i]`: the group of `grads[i]`)."""
+    out = list(grads)
+    for group in sorted(set(groups)):
+        idx = [i for i, g in enumerate(groups) if g == group]
+        clipped, _ = tf.clip_by_global_norm([grads[i] for i in idx], clip_norm)
+        for i, g in zip(idx, clipped):
+            out[i] = g
+    return out
+
+
+def pick_share(members: np.ndarray, score, lower_is_better: bool = False) -> float:
+    """ALBERT's share of the ensemble's logits: the best of 0, 0.1, ..., 1 by `score`.
+
+    `members` [N, 2, outputs] holds ALBERT's and the bag's logits; `score(logits)` rates a mix (higher is better
+    unless `lower_is_better`). Ties go to the share nearest 0.5, the even mix the model starts with.
+    """
+    best, best_share = None, 0.5
+    for share in sorted(np.round(np.linspace(0.0, 1.0, 11), 1), key=lambda s: (abs(s - 0.5), s)):
+        value = score(share * members[:, 0] + (1.0 - share) * members[:, 1])
+        if best is None or (value < best if lower_is_better else value > best):
+            best, best_share = value, float(share)
+    return best_share
 
 
 def tune_thresholds(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
@@ -372,6 +398,10 @@ class Finetuner:
             apply_to(model, self.pretrained, heads=("classifier",) if head_ok else ())
             if head_ok:
                 info("continuing from the classifier head of the --init model (same labels)")
+        if bow_buckets:
+            from albert_cli.text.words import word_boundaries
+
+            model.get_layer("bow").set_boundaries(word_boundaries(self.tokenizer))
         return model
 
     # ----------------------------------------------------------------- run
@@ -482,7 +512,8 @@ class Finetuner:
 
         ema = o.ema if o.ema is not None else (SCRATCH_EMA if scratch else 0.0)
         optimizer = make_optimizer(
-            "adamw", lr, total_steps, warmup, weight_decay=o.weight_decay, clipnorm=1.0, ema_momentum=ema or None
+            "adamw", lr, total_steps, warmup, weight_decay=o.weight_decay, ema_momentum=ema or None,
+            clipnorm=None if model.members is not None else CLIP_NORM,  # then per member: _Loop.train_step
         )
         sample_w = self._sample_weights(y_train)
 
@@ -688,6 +719,9 @@ class _Loop:
         wspec = tf.TensorSpec([None], tf.float32)
 
         jit = bool(self.ft.opts.jit)
+        # Global-norm clipping per member: the bag's gradients (its logits are scaled by 1000) would otherwise
+        # set the global norm and shrink ALBERT's steps.
+        members_of = [v.path.startswith("bow/") for v in model.trainable_variables]
 
         @tf.function(input_signature=[spec, yspec, wspec], jit_compile=jit)
         def train_step(inputs, y, w):
@@ -699,6 +733,8 @@ class _Loop:
                     logits = model(inputs, training=True)
                     loss = self._loss(y, tf.cast(logits, tf.float32), w)
             grads = tape.gradient(loss, model.trainable_variables)
+            if model.members is not None:
+                grads = clip_by_group_norm(tf, grads, members_of, CLIP_NORM)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
@@ -712,19 +748,38 @@ class _Loop:
             return tf.squeeze(logits, -1)
 
         self.train_step, self.predict_step = train_step, predict_step
+        if model.members is not None:
+            self.members_step = tf.function(
+                lambda inputs: tf.stack([tf.cast(m, tf.float32) for m in model.members(inputs, training=False)], 1),
+                input_signature=[spec], jit_compile=jit,
+            )
         optimizer.build(model.trainable_variables)
 
-    def predict(self, enc, batch_size: int = 64) -> np.ndarray:
+    def predict(self, enc, batch_size: int = 64, step=None) -> np.ndarray:
+        """`predict_step` (or `step`) over encoded examples, in their order."""
         from albert_cli.train.batching import length_grouped_batches, pad_batch
 
+        step = step or self.predict_step
         lengths = [len(e[0]) for e in enc]
         out = [None] * len(enc)
         rows = batch_size if self.ft.opts.jit else None
         for idx in length_grouped_batches(lengths, batch_size, None):
-            res = self.predict_step(pad_batch(enc, idx, self.bucket, rows)).numpy()
+            res = step(pad_batch(enc, idx, self.bucket, rows)).numpy()
             for row, i in enumerate(idx):
                 out[i] = res[row]
         return np.stack(out)
+
+    def tune_share(self) -> float:
+        """Set ALBERT's share of the ensemble's logits (`pick_share` by the dev metric); returns it."""
+        from albert_cli.model.heads import logits_to_probabilities
+
+        def score(logits):
+            logits = logits[:, 0] if self.task == "regression" else logits
+            return _metrics(self.task, self.y_dev, np.asarray(logits_to_probabilities(logits, self.task)))[self.metric]
+
+        share = pick_share(self.predict(self.dev_enc, step=self.members_step), score, self.lower_is_better)
+        self.model.get_layer("bow_mix").share.assign([share])
+        return share
 
     def evaluate(self) -> dict:
         probs = self.predict(self.dev_enc)
@@ -881,6 +936,9 @@ class _Loop:
             self._restore_best()
         elif self.optimizer.use_ema:  # no dev selection: keep the moving average
             self._swap_averages()
+        share = self.tune_share() if self.dev_enc and self.model.members is not None else None
+        if share is not None:
+            info(f"ensemble: ALBERT's logits weigh {share:.1f}, the bag of n-grams' {1 - share:.1f} (best on dev)")
         result = {
             "steps": step,
             "train_seconds": round(time.time() - t_start, 2),
@@ -888,6 +946,7 @@ class _Loop:
             "best_step": best_step,
             "metric": self.metric,
             "best_dev": best,
+            "ensemble_share": share,
         }
         if self.dev_enc:
             result["dev_metrics"] = self.evaluate()

@@ -23,7 +23,9 @@ from albert_cli.model.config import AlbertConfig
 # (canonical name, name in the external format, transpose 2-D array?)
 Row = tuple[str, str, bool]
 
-HEAD_PREFIXES = {"mlm_head/": "mlm", "sop_head/": "sop", "classifier/": "classifier", "bow/": "classifier"}
+HEAD_PREFIXES = {
+    "mlm_head/": "mlm", "sop_head/": "sop", "classifier/": "classifier", "bow/": "classifier", "bow_mix/": "classifier"
+}
 
 SENTENCEPIECE_FILES = ("spiece.model", "30k-clean.model")
 WORDPIECE_FILES = ("vocab.txt", "vocab_chinese.txt")

@@ -32,7 +32,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PREFIX = "albert."
 # A classifier on the mean of the token vectors (`AlbertClassifier(pooling="mean")`) or with a bag-of-n-grams
-# member (`bow_buckets` > 0, tensors `bow.unigram` / `bow.bigram`) has no HF class: its directory says
+# member (`bow_buckets` > 0, tensors `bow.unigram` / `bow.bigram` / `bow.boundaries` / `bow.mix_share`) has no HF class: its directory says
 # `AlbertModel` (the backbone loads exactly), records the pooling under POOLING_KEY and stores the head under
 # another name, so that `AlbertForSequenceClassification` reports a newly initialised classifier instead of
 # silently computing other logits.
@@ -76,6 +76,8 @@ HF_TABLE: list[Row] = [
     *_linear("classifier", "classifier"),
     ("bow/unigram", "bow.unigram", False),
     ("bow/bigram", "bow.bigram", False),
+    ("bow/boundaries", "bow.boundaries", False),
+    ("bow_mix/share", "bow.mix_share", False),
 ]
 
 # Tensors HF writes that duplicate mapped ones (tied decoder) or are buffers.
