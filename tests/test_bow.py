@@ -231,6 +231,7 @@ def test_finetune_default_has_the_bow_and_predict_serves_the_mix_of_the_members(
     cont = run_albert("finetune", "d.csv", "-o", "m2", "--init", "m", "--max-steps", "2", cwd=tmp_path)
     assert cont.returncode == 0, cont.stderr
     assert "continuing from the classifier head" in cont.stderr and model_meta(tmp_path / "m2")["bow_buckets"] == 2**18
+    assert model_meta(tmp_path / "m2")["training"]["ensemble_share"] == pytest.approx(share)  # kept (no --dev)
     drop = run_albert("finetune", "d.csv", "-o", "m3", "--init", "m", "--no-bow", "--max-steps", "2", cwd=tmp_path)
     assert drop.returncode == 0, drop.stderr
     assert "continuing from the classifier head" not in drop.stderr and model_meta(tmp_path / "m3")["bow_buckets"] == 0

@@ -936,9 +936,13 @@ class _Loop:
             self._restore_best()
         elif self.optimizer.use_ema:  # no dev selection: keep the moving average
             self._swap_averages()
-        share = self.tune_share() if self.dev_enc and self.model.members is not None else None
-        if share is not None:
-            info(f"ensemble: ALBERT's logits weigh {share:.1f}, the bag of n-grams' {1 - share:.1f} (best on dev)")
+        share = None
+        if self.model.members is not None:
+            if self.dev_enc:
+                share = self.tune_share()
+                info(f"ensemble: ALBERT's logits weigh {share:.1f}, the bag of n-grams' {1 - share:.1f} (best on dev)")
+            else:  # 0.5 from scratch; an --init model's own share when its head is continued
+                share = round(float(self.model.get_layer("bow_mix").share.numpy()[0]), 4)
         result = {
             "steps": step,
             "train_seconds": round(time.time() - t_start, 2),
