@@ -64,9 +64,10 @@ def words_from_pieces(token_ids, padding_mask, boundaries):
     and `word_mask` is 1 on the filled slots. A word's hash covers its last BOW_WORD_PIECES pieces; a one-piece
     word hashes to its id.
     """
-    ids = ops.mod(ops.cast(token_ids, "int32"), _HASH_SPACE)
+    token_ids = ops.cast(token_ids, "int32")
+    ids = ops.mod(token_ids, _HASH_SPACE)
     mask = ops.cast(padding_mask, "int32")
-    flags = ops.cast(ops.take(boundaries, ops.cast(token_ids, "int32"), axis=0), "int32")
+    flags = ops.cast(ops.take(boundaries, token_ids, axis=0), "int32")
     begins = ops.maximum(ops.mod(flags, 2), _shift_right(ops.floor_divide(flags, 2), 1, 1))
     inside = 1 - begins  # 1 where piece i continues the word of piece i - 1
     # hashed[i]: the hash of the word's pieces up to i (its last BOW_WORD_PIECES); run: pieces i-k+1..i continue.
