@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from albert_cli.errors import DataError, UsageError
+from albert_cli.data.sources import check_input_file, display_name, sniff_encoding, utf8_lines  # noqa: F401  (re-exported)
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 _EXTENSIONS = {
@@ -59,10 +60,6 @@ class Dataset:
         return len(self.texts)
 
 
-def display_name(path: str | os.PathLike) -> str:
-    return "<stdin>" if str(path) == "-" else str(path)
-
-
 def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     if fmt and fmt != "auto":
         fmt = fmt.lower()
@@ -78,57 +75,10 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     return "txt"
 
 
-def _check_path(path: str | os.PathLike) -> Path:
-    p = Path(str(path))
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, expected a file")
-    if not os.access(p, os.R_OK):
-        raise DataError(f"{p}: permission denied")
-    return p
-
-
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-def sniff_encoding(raw) -> str:
-    """"utf-16" if the binary stream `raw` (or the file at a path) starts with a UTF-16 BOM, else "utf-8-sig"."""
-    if isinstance(raw, (str, os.PathLike)):
-        with open(raw, "rb") as f:
-            head = f.read(2)
-    else:
-        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    return "utf-16" if head in UTF16_BOMS else "utf-8-sig"
-
-
-def utf8_lines(raw, name: str) -> Iterator[bytes]:
-    """The lines of binary stream `raw` as bytes, read one at a time (so `tail -f` works).
-
-    A UTF-16 stream (BOM first) is transcoded to UTF-8; anything else is passed
-    through untouched (the caller decodes each line and reports bad ones).
-    """
-    if sniff_encoding(raw) != "utf-16":
-        yield from iter(raw.readline, b"")
-        return
-    text = io.TextIOWrapper(raw, encoding="utf-16", errors="strict", newline="")
-    lineno = 0
-    try:
-        for lineno, line in enumerate(text, start=1):
-            yield line.encode("utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{name}: near line {lineno + 1}: invalid UTF-16") from None
-    finally:
-        text.detach()  # do not close `raw` (it may be stdin)
-
-
-check_input_file = _check_path  # public name: an existing, readable, non-directory file, or a DataError
-
-
 def read_bytes(path: str | os.PathLike) -> bytes:
     if str(path) == "-":
         return sys.stdin.buffer.read()
-    return _check_path(path).read_bytes()
+    return check_input_file(path).read_bytes()
 
 
 def decode(data: bytes, name: str) -> str:
@@ -387,7 +337,7 @@ def iter_records(
     if str(path) == "-":
         raw = sys.stdin.buffer
     else:
-        p = _check_path(path)
+        p = check_input_file(path)
         if p.stat().st_size == 0:
             raise DataError(f"{name}: file is empty")
         raw = open(p, "rb")
