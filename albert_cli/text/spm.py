@@ -1,24 +1,12 @@
 """SentencePiece vocabularies the ALBERT way: training and Python-side tokenization.
 
-Training follows the recipe of google-research/albert (``30k-clean.model``)::
+Training follows google-research/albert's recipe for ``30k-clean.model``: a unigram model whose ids 0..4 are
+``<pad> <unk> [CLS] [SEP] [MASK]``, no BOS/EOS, and a character coverage of 0.99995 (0.9995 for CJK-heavy text).
+Texts are normalized with :func:`albert_cli.text.normalize.normalize_text` first, and the options are recorded in
+the ``PREFIX.json`` sidecar so that encoding uses the same normalization.
 
-    --pad_id=0 --unk_id=1 --eos_id=-1 --bos_id=-1
-    --control_symbols=[CLS],[SEP],[MASK]
-    --user_defined_symbols=(,),",-,.,–,£,€
-    --shuffle_input_sentence=true --model_type=unigram
-    --character_coverage=0.99995   (0.9995 for CJK-heavy text)
-
-so ids 0..4 are ``<pad> <unk> [CLS] [SEP] [MASK]``. Texts are normalized with
-:func:`albert_cli.text.normalize.normalize_text` (ALBERT's
-preprocess_text, with HF's per-character lowercasing) before training, and the
-options are recorded in the ``PREFIX.json`` sidecar so that encoding later uses
-the same normalization.
-
-Tokenization reproduces Hugging Face 4.x ``AlbertTokenizer._tokenize``
-(including the digit-comma re-split). Known difference: HF splits its special
-tokens (``[CLS]``, ``[SEP]``, ``[MASK]``, ``<pad>``, ``<unk>``) out of raw text
-before SentencePiece; we treat such strings as ordinary text (as the original
-google-research/albert tokenizer does).
+Tokenization reproduces Hugging Face 4.x ``AlbertTokenizer._tokenize`` (with its digit-comma re-split), except
+that special tokens written in the raw text are ordinary text here (as in google-research/albert).
 """
 
 from __future__ import annotations
@@ -33,11 +21,14 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from albert_cli.console import progress as make_progress
+from albert_cli.data.readers import iter_texts
 from albert_cli.errors import DataError, ModelError, UsageError
+from albert_cli.text.constants import CLS, MASK, SEP, SPIECE_UNDERLINE, SPM_PAD
 from albert_cli.text.normalize import NormalizerOptions, normalize_text
 
-SPIECE_UNDERLINE = "\u2581"
-PAD, UNK, CLS, SEP, MASK = "<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"
+# sentencepiece is imported where it is used, so that importing this module (e.g. for `sidecar_path`) stays cheap.
+
 CONTROL_SYMBOLS = (CLS, SEP, MASK)
 USER_DEFINED_SYMBOLS = ("(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac")
 CHARACTER_COVERAGE_DEFAULT = 0.99995
@@ -46,6 +37,8 @@ CJK_SHARE_THRESHOLD = 0.20
 DEFAULT_INPUT_SENTENCE_SIZE = 1_000_000
 MAX_SENTENCE_LENGTH = 16384  # bytes; SentencePiece's default (4192) silently drops long paragraphs
 SIDECAR_VERSION = 1
+SIDECAR_FORMAT = "albert-cli-sentencepiece"
+SPECIAL_IDS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
 _CJK_RANGES = (
     (0x3040, 0x30FF),  # hiragana, katakana
@@ -66,7 +59,12 @@ def _is_cjk(ch: str) -> bool:
 
 
 def cjk_share(texts: Iterable[str]) -> float:
-    """Share of non-space characters that are CJK (Chinese, Japanese kana, Hangul)."""
+    """Share of non-space characters that are CJK (Chinese, Japanese kana, Hangul).
+
+    Example:
+        >>> cjk_share(["ab 中文"])
+        0.5
+    """
     total = cjk = 0
     for text in texts:
         for ch in text:
@@ -87,9 +85,15 @@ class VocabTooLarge(DataError):
 
 
 def write_sidecar(model_path: str | os.PathLike, normalizer: NormalizerOptions, **extra) -> Path:
-    """Record the normalizer next to a model copied from elsewhere (``PREFIX.json``)."""
+    """Record the normalizer next to a model copied from elsewhere (``PREFIX.json``).
+
+    Args:
+        model_path: the ``PREFIX.model`` file.
+        normalizer: the normalization to record.
+        **extra: further top-level keys of the sidecar.
+    """
     side = sidecar_path(model_path)
-    data = {"format": "albert-cli-sentencepiece", "version": SIDECAR_VERSION, "normalizer": normalizer.to_dict(), **extra}
+    data = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "normalizer": normalizer.to_dict(), **extra}
     side.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return side
 
@@ -110,8 +114,6 @@ def _iter_inputs(inputs, fmt: str | None, text_column: str) -> Iterator[str]:
     if items is not None and all(isinstance(x, (str, os.PathLike)) for x in items) and items:
         # Paths. (A list of plain strings is always treated as paths; pass an
         # iterator/generator to train on texts directly.)
-        from albert_cli.data.readers import iter_texts
-
         for path in items:
             yield from iter_texts(path, fmt=fmt, text_column=text_column)
     else:
@@ -143,6 +145,127 @@ _TOO_SMALL = re.compile(r"smaller than required_chars\. (\d+) vs (\d+)")
 _TOO_HIGH = re.compile(r"Vocabulary size (?:is )?too high \((\d+)\).*?<=\s*(\d+)", re.S)
 
 
+def _output_dir(prefix: Path, vocab_size: int, input_sentence_size: int, character_coverage: float | None) -> Path:
+    """Check the options; the directory the files go to."""
+    if vocab_size < 10:
+        raise UsageError(f"--vocab-size must be at least 10, got {vocab_size}")
+    if input_sentence_size < 1:
+        raise UsageError(f"--input-sentence-size must be positive, got {input_sentence_size}")
+    if character_coverage is not None and not (0.9 <= character_coverage <= 1.0):
+        raise UsageError(f"--character-coverage must be between 0.9 and 1.0, got {character_coverage}")
+    out_dir = prefix.parent if str(prefix.parent) else Path(".")
+    if not out_dir.is_dir():
+        raise DataError(f"{out_dir}: output directory does not exist")
+    if not os.access(out_dir, os.W_OK):
+        raise DataError(f"{out_dir}: output directory is not writable")
+    return out_dir
+
+
+def _read_sample(inputs, normalizer, fmt, text_column, input_sentence_size, seed, progress):
+    """Normalized non-blank texts, reservoir-sampled. Returns (sample, n_seen, callback for later events)."""
+    bar = None
+    callback = progress if callable(progress) else None
+    if progress is True:
+        bar = make_progress(transient=True)
+        bar.start()
+        task = bar.add_task("reading", total=None, status="")
+
+        def callback(event, info):  # noqa: F811
+            if event == "read":
+                bar.update(task, completed=info["lines"], status=f"{info['lines']:,} lines")
+
+    try:
+        texts = (normalize_text(t, normalizer) for t in _iter_inputs(inputs, fmt, text_column))
+        texts = (t for t in texts if t)
+        on_line = (lambda n: callback("read", {"lines": n})) if callback else None
+        sample, n_seen = _reservoir(texts, input_sentence_size, seed, on_line)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if not sample:
+        names = ", ".join(str(p) for p in inputs) if isinstance(inputs, (list, tuple)) else "input"
+        raise DataError(f"{names}: no text to train on (all lines are empty)")
+    return sample, n_seen, callback
+
+
+def _trainer_settings(vocab_size, character_coverage, input_sentence_size, seed) -> dict:
+    """The SentencePiece trainer flags of ALBERT's recipe (also recorded in the sidecar)."""
+    return {
+        "model_type": "unigram",
+        "vocab_size": vocab_size,
+        "character_coverage": character_coverage,
+        "input_sentence_size": input_sentence_size,
+        "seed": seed,
+        "pad_id": SPECIAL_IDS["pad"],
+        "unk_id": SPECIAL_IDS["unk"],
+        "bos_id": -1,
+        "eos_id": -1,
+        "control_symbols": list(CONTROL_SYMBOLS),
+        "user_defined_symbols": list(USER_DEFINED_SYMBOLS),
+        "shuffle_input_sentence": True,
+        "max_sentence_length": MAX_SENTENCE_LENGTH,
+    }
+
+
+def _training_error(exc: RuntimeError, vocab_size: int, n_sample: int) -> DataError:
+    """SentencePiece's trainer error as a one-line DataError that says which --vocab-size would work."""
+    msg = " ".join(str(exc).split())
+    m = _TOO_HIGH.search(msg)
+    if m:
+        return VocabTooLarge(
+            f"--vocab-size {vocab_size} is too large for this data ({n_sample:,} lines): "
+            f"SentencePiece can build at most {m.group(2)} pieces; use --vocab-size {m.group(2)} or less, "
+            f"or add more text",
+            max_size=int(m.group(2)),
+        )
+    m = _TOO_SMALL.search(msg)
+    if m:
+        return DataError(
+            f"--vocab-size {vocab_size} is too small for this data: it needs at least {m.group(2)} pieces "
+            f"for its characters and the special symbols; use --vocab-size {m.group(2)} or more, "
+            f"or a lower --character-coverage"
+        )
+    return DataError(f"SentencePiece training failed: {msg}")
+
+
+def _train(sample: list[str], model_prefix: Path, settings: dict, num_threads: int | None) -> None:
+    """Run SentencePiece's trainer on `sample` (emptied as it goes: the trainer keeps its own copy)."""
+    import sentencepiece as spm
+
+    n_sample = len(sample)
+
+    def drain() -> Iterator[str]:
+        while sample:
+            yield sample.pop()
+
+    spm.set_random_generator_seed(settings["seed"])
+    flags = {key: value for key, value in settings.items() if key != "seed"}
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=drain(),
+            model_prefix=str(model_prefix),
+            num_threads=num_threads or max(1, os.cpu_count() or 1),
+            minloglevel=0 if os.environ.get("ALBERT_DEBUG") else 2,
+            **flags,
+        )
+    except RuntimeError as exc:
+        raise _training_error(exc, settings["vocab_size"], n_sample) from None
+
+
+def _publish(tmp: Path, prefix: Path) -> dict[str, Path]:
+    """Move ``spm.{vocab,json,model}`` from `tmp` to ``PREFIX.*``, the model last."""
+    paths = {
+        "model": Path(str(prefix) + ".model"),
+        "vocab": Path(str(prefix) + ".vocab"),
+        "sidecar": Path(str(prefix) + ".json"),
+    }
+    # model last: a `.model` with a stale sidecar is worse than the reverse.
+    os.replace(tmp / "spm.vocab", paths["vocab"])
+    os.replace(tmp / "spm.json", paths["sidecar"])
+    os.replace(tmp / "spm.model", paths["model"])
+    return paths
+
+
 def train_sentencepiece(
     inputs,
     prefix: str | os.PathLike,
@@ -158,146 +281,42 @@ def train_sentencepiece(
 ) -> dict[str, Path]:
     """Train an ALBERT-style unigram SentencePiece model; returns ``{"model", "vocab", "sidecar"}`` paths.
 
-    `inputs`: a path, a list of paths (txt/csv/tsv/jsonl, read with
-    ``albert_cli.data.readers.iter_texts``), or an iterator of texts.
-    Lines are streamed; when there are more than `input_sentence_size`
-    non-blank texts, a uniform reservoir sample of that many is used.
-    `character_coverage=None` picks 0.99995, or 0.9995 when more than 20% of
-    the sampled characters are CJK.
-    `progress`: True shows a rich progress bar on stderr; a callable receives
-    ``(event, info)`` (``"read"``, ``{"lines": n}``) and (``"train"``, ``{...}``).
+    Args:
+        inputs: a path, a list of paths (txt/csv/tsv/jsonl, read with
+            ``albert_cli.data.readers.iter_texts``), or an iterator of texts. Lines are streamed; when there
+            are more than `input_sentence_size` non-blank texts, a uniform reservoir sample of that many is used.
+        prefix: writes ``PREFIX.model``, ``PREFIX.vocab`` and ``PREFIX.json`` (replacing them).
+        character_coverage: None picks 0.99995, or 0.9995 when more than 20% of the sampled characters are CJK.
+        progress: True shows a rich progress bar on stderr; a callable receives
+            ``(event, info)``: (``"read"``, ``{"lines": n}``) and (``"train"``, ``{...}``).
+
+    Example:
+        >>> paths = train_sentencepiece("corpus.txt", "out/spm", vocab_size=8000)  # doctest: +SKIP
     """
-    import sentencepiece as spm
-
-    if vocab_size < 10:
-        raise UsageError(f"--vocab-size must be at least 10, got {vocab_size}")
-    if input_sentence_size < 1:
-        raise UsageError(f"--input-sentence-size must be positive, got {input_sentence_size}")
-    if character_coverage is not None and not (0.9 <= character_coverage <= 1.0):
-        raise UsageError(f"--character-coverage must be between 0.9 and 1.0, got {character_coverage}")
     prefix = Path(prefix)
-    out_dir = prefix.parent if str(prefix.parent) else Path(".")
-    if not out_dir.is_dir():
-        raise DataError(f"{out_dir}: output directory does not exist")
-    if not os.access(out_dir, os.W_OK):
-        raise DataError(f"{out_dir}: output directory is not writable")
-
-    bar = None
-    callback = progress if callable(progress) else None
-    if progress is True:
-        from albert_cli.console import progress as make_progress
-
-        bar = make_progress(transient=True)
-        bar.start()
-        task = bar.add_task("reading", total=None, status="")
-
-        def callback(event, info):  # noqa: F811
-            if event == "read":
-                bar.update(task, completed=info["lines"], status=f"{info['lines']:,} lines")
-
-    try:
-        texts = (normalize_text(t, normalizer) for t in _iter_inputs(inputs, fmt, text_column))
-        texts = (t for t in texts if t)
-        t0 = time.time()
-        sample, n_seen = _reservoir(
-            texts, input_sentence_size, seed, (lambda n: callback("read", {"lines": n})) if callback else None
-        )
-    finally:
-        if bar is not None:
-            bar.stop()
-    if not sample:
-        names = ", ".join(str(p) for p in inputs) if isinstance(inputs, (list, tuple)) else "input"
-        raise DataError(f"{names}: no text to train on (all lines are empty)")
-
+    out_dir = _output_dir(prefix, vocab_size, input_sentence_size, character_coverage)
+    t0 = time.time()
+    sample, n_seen, callback = _read_sample(inputs, normalizer, fmt, text_column, input_sentence_size, seed, progress)
     share = cjk_share(sample[:: max(1, len(sample) // 20000)])
     if character_coverage is None:
         character_coverage = CHARACTER_COVERAGE_CJK if share > CJK_SHARE_THRESHOLD else CHARACTER_COVERAGE_DEFAULT
-
-    settings = {
-        "model_type": "unigram",
-        "vocab_size": vocab_size,
-        "character_coverage": character_coverage,
-        "input_sentence_size": input_sentence_size,
-        "seed": seed,
-        "pad_id": 0,
-        "unk_id": 1,
-        "bos_id": -1,
-        "eos_id": -1,
-        "control_symbols": list(CONTROL_SYMBOLS),
-        "user_defined_symbols": list(USER_DEFINED_SYMBOLS),
-        "shuffle_input_sentence": True,
-        "max_sentence_length": MAX_SENTENCE_LENGTH,
-    }
+    settings = _trainer_settings(vocab_size, character_coverage, input_sentence_size, seed)
     if callback:
         callback("train", {"sentences": len(sample), "seen": n_seen, "cjk_share": share, **settings})
-
     n_sample = len(sample)
-
-    def drain() -> Iterator[str]:
-        # Hand lines to SentencePiece while freeing ours (it keeps its own copy).
-        while sample:
-            yield sample.pop()
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=out_dir))
     try:
-        tmp_prefix = tmp / "spm"
-        spm.set_random_generator_seed(seed)
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=drain(),
-                model_prefix=str(tmp_prefix),
-                model_type="unigram",
-                vocab_size=vocab_size,
-                character_coverage=character_coverage,
-                input_sentence_size=input_sentence_size,
-                shuffle_input_sentence=True,
-                pad_id=0,
-                unk_id=1,
-                bos_id=-1,
-                eos_id=-1,
-                control_symbols=list(CONTROL_SYMBOLS),
-                user_defined_symbols=list(USER_DEFINED_SYMBOLS),
-                max_sentence_length=MAX_SENTENCE_LENGTH,
-                num_threads=num_threads or max(1, os.cpu_count() or 1),
-                minloglevel=0 if os.environ.get("ALBERT_DEBUG") else 2,
-            )
-        except RuntimeError as exc:
-            msg = " ".join(str(exc).split())
-            m = _TOO_HIGH.search(msg)
-            if m:
-                raise VocabTooLarge(
-                    f"--vocab-size {vocab_size} is too large for this data ({n_sample:,} lines): "
-                    f"SentencePiece can build at most {m.group(2)} pieces; use --vocab-size {m.group(2)} or less, "
-                    f"or add more text",
-                    max_size=int(m.group(2)),
-                ) from None
-            m = _TOO_SMALL.search(msg)
-            if m:
-                raise DataError(
-                    f"--vocab-size {vocab_size} is too small for this data: it needs at least {m.group(2)} pieces "
-                    f"for its characters and the special symbols; use --vocab-size {m.group(2)} or more, "
-                    f"or a lower --character-coverage"
-                ) from None
-            raise DataError(f"SentencePiece training failed: {msg}") from None
+        _train(sample, tmp / "spm", settings, num_threads)
         sidecar = {
-            "format": "albert-cli-sentencepiece",
+            "format": SIDECAR_FORMAT,
             "version": SIDECAR_VERSION,
             "normalizer": normalizer.to_dict(),
             "training": {**settings, "sentences": n_sample, "lines_seen": n_seen, "cjk_share": round(share, 4)},
-            "special_ids": {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4},
+            "special_ids": dict(SPECIAL_IDS),
             "seconds": round(time.time() - t0, 2),
         }
         (tmp / "spm.json").write_text(json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        paths = {
-            "model": Path(str(prefix) + ".model"),
-            "vocab": Path(str(prefix) + ".vocab"),
-            "sidecar": Path(str(prefix) + ".json"),
-        }
-        # model last: a `.model` with a stale sidecar is worse than the reverse.
-        os.replace(tmp / "spm.vocab", paths["vocab"])
-        os.replace(tmp / "spm.json", paths["sidecar"])
-        os.replace(tmp / "spm.model", paths["model"])
-        return paths
+        return _publish(tmp, prefix)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -381,7 +400,7 @@ class SentencePieceTokenizer:
 
     @property
     def pad_id(self) -> int:
-        return self._special(PAD)
+        return self._special(SPM_PAD)
 
     @property
     def unk_id(self) -> int:

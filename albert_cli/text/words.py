@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SPM_SPACE = "\u2581"
+from albert_cli.text.constants import SPIECE_UNDERLINE, WORDPIECE, WORDPIECE_SUFFIX
+
 STARTS, ENDS = 1, 2  # bits of a piece's entry in the table
 
 
@@ -20,11 +21,20 @@ def _breaks(char: str) -> bool:
 
 
 def piece_boundaries(piece: str, wordpiece: bool = False) -> int:
-    """STARTS | ENDS bits of one vocabulary piece."""
+    """STARTS | ENDS bits of one vocabulary piece.
+
+    Args:
+        piece: the piece as the vocabulary writes it ("▁the", "##ing", ",").
+        wordpiece: True for a WordPiece vocabulary (continuations marked "##"), False for SentencePiece.
+
+    Example:
+        >>> piece_boundaries("\u2581the") == STARTS
+        True
+    """
     if wordpiece:
-        marked, body = not piece.startswith("##"), piece.removeprefix("##")
+        marked, body = not piece.startswith(WORDPIECE_SUFFIX), piece.removeprefix(WORDPIECE_SUFFIX)
     else:
-        marked, body = piece.startswith(SPM_SPACE), piece.lstrip(SPM_SPACE)
+        marked, body = piece.startswith(SPIECE_UNDERLINE), piece.lstrip(SPIECE_UNDERLINE)
     starts = marked or not body or _breaks(body[0])
     ends = bool(body) and _breaks(body[-1])
     return STARTS * starts + ENDS * ends
@@ -32,6 +42,6 @@ def piece_boundaries(piece: str, wordpiece: bool = False) -> int:
 
 def word_boundaries(tokenizer) -> np.ndarray:
     """float32 [vocab_size] table of `piece_boundaries` for every id of `tokenizer` (SentencePiece or WordPiece)."""
-    wordpiece = getattr(tokenizer, "kind", None) == "wordpiece"
+    wordpiece = getattr(tokenizer, "kind", None) == WORDPIECE
     return np.array([piece_boundaries(tokenizer.id_to_piece(i), wordpiece) for i in range(tokenizer.vocab_size)],
                     dtype=np.float32)
