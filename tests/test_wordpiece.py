@@ -98,7 +98,7 @@ def test_factory_follows_the_checkpoint_tokenizer(expected):
 
 @pytest.fixture(scope="module")
 def tf_tokenizers():
-    from albert_cli.text.wordpiece import make_tf_wordpiece_tokenizer
+    from albert_cli.text.tf_wordpiece import make_tf_wordpiece_tokenizer
 
     return {name: make_tf_wordpiece_tokenizer(VOCAB, lower, max_seq_length=24) for name, lower in SETTINGS.items()}
 

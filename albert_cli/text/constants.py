@@ -36,6 +36,10 @@ SENTENCEPIECE_FILES = (SPIECE_MODEL, "30k-clean.model")
 WORDPIECE_FILES = (VOCAB_TXT, "vocab_chinese.txt")
 """WordPiece file names looked for next to a checkpoint (Google's Chinese releases use vocab_chinese.txt)."""
 
+TOKENIZER_META = "tokenizer.json"
+"""In a model directory's ``assets/``: a WordPiece tokenizer's kind, file and normalizer (SentencePiece models
+record their normalizer in the ``spiece.json`` sidecar instead)."""
+
 HF_TOKENIZER_CONFIG = "tokenizer_config.json"
 """Hugging Face's tokenizer settings (``do_lower_case``, ``keep_accents``) next to a checkpoint."""
 

@@ -1,46 +1,17 @@
 """In-graph ALBERT tokenization: strings -> token_ids / segment_ids / padding_mask.
 
-Only TensorFlow and tensorflow_text ops, so it runs inside ``tf.function`` and
-is saved with a SavedModel (the SentencePiece model bytes are stored in it).
-It reproduces :class:`albert_cli.text.spm.SentencePieceTokenizer` (itself HF 4.x
-``AlbertTokenizer``) step by step:
+Only TensorFlow and tensorflow_text ops, so it runs inside ``tf.function`` and is saved with a SavedModel (the
+SentencePiece model bytes are stored in it). It reproduces :class:`albert_cli.text.spm.SentencePieceTokenizer`
+(itself HF 4.x ``AlbertTokenizer``) step by step: per-character lowercasing (``Σ`` -> ``σ`` first, as HF),
+whitespace collapsing, ``````/``''`` -> ``"``, NFKD and combining marks removed, lowercasing again, SentencePiece
+pieces with the digit-comma re-split, then ``[CLS] A [SEP] (B [SEP])`` truncated longest-first as
+``packing.pack`` and padded to the longest in the batch.
 
-1. lowercase per character, as HF does before ``preprocess_text`` (``Σ`` ->
-   ``σ`` first, because ``tf.strings.lower`` applies the final-sigma rule)
-2. collapse whitespace: runs of Python ``str.isspace`` characters -> one
-   space, stripped at both ends
-3. ``````  and ``''`` -> ``"``
-4. strip accents: ``normalize_utf8(NFKD)``, then remove the characters with a
-   non-zero canonical combining class (``unicodedata.combining``)
-5. lowercase again (``tf.strings.lower``)
-6. SentencePiece pieces, then the digit-comma re-split (a piece ending in a
-   ``str.isdigit`` character and ``,`` is re-encoded without ``▁`` and the
-   comma split off), with ragged string ops
-7. piece -> id, then ``[CLS] A [SEP] (B [SEP])``, truncating the longer
-   segment first (as ``packing.pack``), padded to the longest in the batch.
-
-The character classes (whitespace, combining marks, digits) are generated from
-Python's ``unicodedata`` when the tokenizer is built, and characters whose
-``tf.strings.lower`` differs from ``str.lower`` (Unicode 14 additions, e.g.
-U+2C2F, U+A7C0, Vithkuqi U+10570..) are fixed with a lookup table; strings
-containing NUL are lowercased piecewise (``tf.strings.lower`` stops at NUL).
-
-Known differences (rare; listed precisely):
-
-* NFKD: tensorflow_text's ICU has a newer Unicode version than Python 3.11
-  (Unicode 14). 118 code points that Python treats as unassigned are decomposed
-  in-graph (e.g. U+1CCD6..U+1CCF9 outlined Latin letters/digits, U+105C9,
-  U+16121..U+16128; Unicode 15/16 additions). With ``strip_accents``, text
-  containing them can tokenize differently (Python keeps the character, TF
-  decomposes it).
-* Like the Python tokenizer (and google-research/albert), but unlike HF, the
-  text ``[CLS]``, ``[SEP]``, ``[MASK]``, ``<pad>`` or ``<unk>`` inside an input
-  string is ordinary text, not the special token.
-
-Checked: the 40 fixture strings and 14,000 random strings (Greek capital
-sigma incl. U+03F9 and U+1D6BA, combining marks, NUL, Python-only whitespace,
-Unicode 14 letters, digits and commas) give the same ids as the Python
-tokenizer and HF ``AlbertTokenizer`` in all four normalizer settings.
+Character classes (whitespace, combining marks, digits) are generated from Python's ``unicodedata`` when the
+tokenizer is built, and characters whose ``tf.strings.lower`` differs from ``str.lower`` are fixed with a lookup
+table, so that both sides use Python's Unicode tables. Known differences: tensorflow_text's ICU knows newer
+code points than Python 3.11, which NFKD may decompose in-graph only; and, as in the Python tokenizer, special
+tokens written in the text are ordinary text. The agreement is checked by ``tests/test_tf_tokenizer.py``.
 """
 
 from __future__ import annotations
@@ -52,9 +23,8 @@ import unicodedata
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from albert_cli.text.constants import CLS, SEP, SPIECE_UNDERLINE, SPM_PAD
 from albert_cli.text.normalize import NormalizerOptions
-
-SPIECE_UNDERLINE = "\u2581"
 
 
 def _ranges(pred) -> list[tuple[int, int]]:
@@ -147,7 +117,7 @@ class TFAlbertTokenizer(tf.Module):
         self.normalizer = normalizer or NormalizerOptions()
         self.max_seq_length = int(max_seq_length)
         self._sp = tf_text.SentencepieceTokenizer(model=model_bytes, out_type=tf.string)
-        specials = ["<pad>", "[CLS]", "[SEP]"]
+        specials = [SPM_PAD, CLS, SEP]
         ids = self._sp.string_to_id(tf.constant(specials)).numpy().tolist()
         back = [s.decode("utf-8") for s in self._sp.id_to_string(tf.constant(ids)).numpy()]
         for piece, got in zip(specials, back):
@@ -158,7 +128,13 @@ class TFAlbertTokenizer(tf.Module):
         self._space_re = classes["space"] + "+"
         self._combining_re = classes["combining"]
         self._digit_comma_re = "(?s).*" + classes["digit"] + ","
-        fixes = _lower_mismatches() if self.normalizer.lowercase else {}
+        self._set_lower_fixes(self.normalizer.lowercase)
+        if signatures:
+            self._add_signatures()
+
+    def _set_lower_fixes(self, lowercase: bool) -> None:
+        """The lookup table for the characters that ``tf.strings.lower`` lowercases unlike ``str.lower``."""
+        fixes = _lower_mismatches() if lowercase else {}
         self._lower_fix_re = None
         if fixes:
             self._lower_fix_re = "(?s).*" + _char_class([(k, k) for k in sorted(fixes)]) + ".*"
@@ -168,12 +144,13 @@ class TFAlbertTokenizer(tf.Module):
                 ),
                 default_value=-1,
             )
-        if signatures:
-            self.call_single = tf.function(self._call_single, input_signature=[tf.TensorSpec([None], tf.string)])
-            self.call_pair = tf.function(
-                self._call_pair, input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)]
-            )
-            self.encode_ids = tf.function(self.encode, input_signature=[tf.TensorSpec([None], tf.string)])
+
+    def _add_signatures(self) -> None:
+        """``call_single``, ``call_pair`` and ``encode_ids`` as ``tf.function``s, for a SavedModel."""
+        string = tf.TensorSpec([None], tf.string)
+        self.call_single = tf.function(self._call_single, input_signature=[string])
+        self.call_pair = tf.function(self._call_pair, input_signature=[string, string])
+        self.encode_ids = tf.function(self.encode, input_signature=[string])
 
     # ------------------------------------------------------------------ normalization
     def _lower(self, x, per_char: bool = False):
@@ -304,5 +281,16 @@ class TFAlbertTokenizer(tf.Module):
 def make_tf_tokenizer(
     model_bytes: bytes, normalizer: NormalizerOptions | None = None, max_seq_length: int = 512, signatures: bool = True
 ) -> TFAlbertTokenizer:
-    """Build the in-graph tokenizer from SentencePiece model bytes (``SentencePieceTokenizer.serialized_model()``)."""
+    """Build the in-graph tokenizer from SentencePiece model bytes.
+
+    Args:
+        model_bytes: ``SentencePieceTokenizer.serialized_model()``.
+        normalizer: the normalization of the Python tokenizer (ALBERT's defaults when None).
+        max_seq_length: the longest packed example, [CLS] and [SEP]s included.
+        signatures: False leaves out the standalone ``call_single`` / ``call_pair`` / ``encode_ids``.
+
+    Example:
+        >>> tok = make_tf_tokenizer(sp.serialized_model(), sp.normalizer, 128)  # doctest: +SKIP
+        >>> tok(tf.constant(["Hello world"]))["token_ids"]  # doctest: +SKIP
+    """
     return TFAlbertTokenizer(model_bytes, normalizer=normalizer, max_seq_length=max_seq_length, signatures=signatures)

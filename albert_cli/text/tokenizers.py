@@ -1,42 +1,32 @@
 """One entry point for "the tokenizer of this checkpoint", SentencePiece or WordPiece.
 
-Every command that reads a checkpoint (``embed``, ``finetune --init``, ...)
-should get its tokenizer here so that it follows the checkpoint's vocabulary:
+Every command that reads a checkpoint (``embed``, ``finetune --init``, ...) gets its tokenizer here so that it
+follows the checkpoint's vocabulary: :func:`load_tokenizer` (from a ``TokenizerInfo``),
+:func:`tokenizer_for_pretrained` (from a ``LoadedWeights``), :func:`tokenizer_for_model_dir` (from an albert-cli
+model directory) and :func:`make_in_graph_tokenizer` (the matching TensorFlow tokenizer).
 
-* :func:`load_tokenizer` - from a ``TokenizerInfo`` (what
-  ``albert_cli.weights.load_pretrained`` found next to the weights)
-* :func:`tokenizer_for_pretrained` - from a ``LoadedWeights``; for our own
-  model directories (format ``albert_cli``) the normalizer recorded in
-  ``assets/albert_cli.json`` is used
-* :func:`tokenizer_for_model_dir` - from an albert-cli model directory and its
-  ``ModelMeta``
-* :func:`make_in_graph_tokenizer` - the matching in-graph tokenizer (imports
-  TensorFlow)
-
-Both tokenizer classes share the interface: ``encode(text)`` /
-``encode_batch(texts)`` (ids without [CLS]/[SEP]), ``tokenize``, ``decode``,
-``vocab_size``, ``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``
-and ``path``. Nothing here imports TensorFlow at import time.
+Both tokenizer classes share the interface: ``encode(text)`` / ``encode_batch(texts)`` (ids without
+[CLS]/[SEP]), ``tokenize``, ``decode``, ``vocab_size``, ``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``,
+``mask_id`` and ``path``. Nothing here imports TensorFlow at import time.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import Any, Mapping, Union
 
 from albert_cli.errors import ModelError
+from albert_cli.modeldir import ASSETS, META_FILE
+from albert_cli.text.constants import SENTENCEPIECE, TOKENIZER_KINDS, TOKENIZER_META, WORDPIECE, default_vocab_file
 from albert_cli.text.normalize import NormalizerOptions
+from albert_cli.text.spm import SentencePieceTokenizer
+from albert_cli.text.wordpiece import WordPieceTokenizer
+from albert_cli.weights.common import LoadedWeights, TokenizerInfo
 
-if TYPE_CHECKING:  # pragma: no cover
-    from albert_cli.text.spm import SentencePieceTokenizer
-    from albert_cli.text.wordpiece import WordPieceTokenizer
-    from albert_cli.weights import LoadedWeights, TokenizerInfo
-
-    Tokenizer = Union[SentencePieceTokenizer, WordPieceTokenizer]
-
-KINDS = ("sentencepiece", "wordpiece")
-META_FILES = ("albert_cli.json", "tokenizer.json")  # in a model directory's assets/
+Tokenizer = Union[SentencePieceTokenizer, WordPieceTokenizer]
+KINDS = TOKENIZER_KINDS
+META_FILES = (META_FILE, TOKENIZER_META)  # in a model directory's assets/, where a normalizer is recorded
 
 
 def _normalizer(value) -> NormalizerOptions | None:
@@ -48,25 +38,25 @@ def _normalizer(value) -> NormalizerOptions | None:
         raise ModelError(f"invalid normalizer settings: {exc}") from None
 
 
-def load_tokenizer(info: "TokenizerInfo", normalizer: NormalizerOptions | Mapping[str, Any] | None = None):
+def load_tokenizer(info: TokenizerInfo, normalizer: NormalizerOptions | Mapping[str, Any] | None = None) -> Tokenizer:
     """`SentencePieceTokenizer` or `WordPieceTokenizer` for `info`.
 
-    `normalizer` (our model directories record one) overrides the
-    ``do_lower_case`` / ``keep_accents`` of `info`. For WordPiece only
-    ``lowercase`` matters (BERT strips accents exactly when it lowercases).
+    Args:
+        info: where the vocabulary is and which kind it is (a ModelError when None).
+        normalizer: overrides the ``do_lower_case`` / ``keep_accents`` of `info` (our model directories record
+            one). For WordPiece only ``lowercase`` matters (BERT strips accents exactly when it lowercases).
+
+    Example:
+        >>> tok = load_tokenizer(TokenizerInfo("sentencepiece", Path("spiece.model")))  # doctest: +SKIP
     """
     if info is None:
         raise ModelError("no tokenizer found next to the weights (spiece.model, 30k-clean.model or vocab.txt)")
     normalizer = _normalizer(normalizer)
-    if info.kind == "sentencepiece":
-        from albert_cli.text.spm import SentencePieceTokenizer
-
+    if info.kind == SENTENCEPIECE:
         if normalizer is None:
             normalizer = NormalizerOptions(lowercase=info.do_lower_case, strip_accents=not info.keep_accents)
         return SentencePieceTokenizer.from_file(info.path, normalizer=normalizer)
-    if info.kind == "wordpiece":
-        from albert_cli.text.wordpiece import WordPieceTokenizer
-
+    if info.kind == WORDPIECE:
         lower = normalizer.lowercase if normalizer is not None else info.do_lower_case
         return WordPieceTokenizer.from_file(info.path, do_lower_case=lower)
     raise ModelError(f"{info.path}: unknown tokenizer kind {info.kind!r} (expected one of {', '.join(KINDS)})")
@@ -86,7 +76,7 @@ def _read_normalizer(assets: Path) -> dict | None:
     return None
 
 
-def tokenizer_for_pretrained(loaded: "LoadedWeights"):
+def tokenizer_for_pretrained(loaded: LoadedWeights) -> Tokenizer:
     """The tokenizer of a checkpoint read by ``load_pretrained`` (one-line ModelError if none)."""
     if loaded.tokenizer is None:
         raise ModelError(
@@ -96,19 +86,16 @@ def tokenizer_for_pretrained(loaded: "LoadedWeights"):
     normalizer = None
     if loaded.format == "albert_cli":
         root = Path(loaded.path)
-        assets = root if root.name == "assets" else root / "assets"
+        assets = root if root.name == ASSETS else root / ASSETS
         normalizer = _read_normalizer(assets)
     return load_tokenizer(loaded.tokenizer, normalizer)
 
 
-def tokenizer_for_model_dir(path, meta) -> Any:
+def tokenizer_for_model_dir(path, meta) -> Tokenizer:
     """The tokenizer of an albert-cli model directory (`meta`: its ``ModelMeta``)."""
-    from albert_cli.weights import TokenizerInfo
-
     spec = dict(meta.tokenizer or {})
-    kind = spec.get("kind", "sentencepiece")
-    default_file = "spiece.model" if kind == "sentencepiece" else "vocab.txt"
-    info = TokenizerInfo(kind=kind, path=Path(path) / "assets" / spec.get("file", default_file))
+    kind = spec.get("kind", SENTENCEPIECE)
+    info = TokenizerInfo(kind=kind, path=Path(path) / ASSETS / spec.get("file", default_vocab_file(kind)))
     return load_tokenizer(info, meta.normalizer)
 
 
@@ -119,10 +106,9 @@ def make_in_graph_tokenizer(tokenizer, max_seq_length: int = 512, signatures: bo
     ``token_ids`` / ``segment_ids`` / ``padding_mask``; ``signatures=False`` leaves out
     their standalone ``call_single`` / ``call_pair`` / ``encode_ids`` functions.
     """
-    from albert_cli.text.wordpiece import WordPieceTokenizer
-
+    # TensorFlow-importing modules, hence imported here.
     if isinstance(tokenizer, WordPieceTokenizer):
-        from albert_cli.text.wordpiece import TFWordPieceTokenizer
+        from albert_cli.text.tf_wordpiece import TFWordPieceTokenizer
 
         return TFWordPieceTokenizer(
             tokenizer.vocab, lower_case=tokenizer.do_lower_case, max_seq_length=max_seq_length, signatures=signatures

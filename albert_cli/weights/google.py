@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from albert_cli._tf import import_tf
 from albert_cli.errors import ModelError
 from albert_cli.model.config import AlbertConfig
-from albert_cli.weights import (
+from albert_cli.weights.common import (
     LoadedWeights,
     Row,
     collect_weights,
@@ -68,8 +69,6 @@ GOOGLE_TABLE: list[Row] = [
 
 def _checkpoint_prefix(path: Path) -> Path:
     """The newest `model.ckpt*` prefix in `path` (by the `checkpoint` file or step number)."""
-    from albert_cli._tf import import_tf
-
     state = path / "checkpoint"
     if state.is_file():
         latest = import_tf().train.latest_checkpoint(str(path))
@@ -88,8 +87,6 @@ def _checkpoint_prefix(path: Path) -> Path:
 
 def load_google_dir(path: str | Path) -> LoadedWeights:
     """Read a Google ALBERT directory (TF1 checkpoint + `albert_config.json`)."""
-    from albert_cli._tf import import_tf
-
     path = Path(path)
     config = AlbertConfig.from_json(path / CONFIG_FILE)
     prefix = _checkpoint_prefix(path)
@@ -124,8 +121,6 @@ def save_google_checkpoint(model_or_parts, path: str | Path, config: AlbertConfi
     google-research/albert (a `tf.train.Checkpoint` would add object paths).
     Returns the checkpoint prefix.
     """
-    from albert_cli._tf import import_tf
-
     weights, found_config = collect_weights(model_or_parts)
     config = config or found_config
     if config is None:

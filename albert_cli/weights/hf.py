@@ -16,7 +16,7 @@ import numpy as np
 
 from albert_cli.errors import ModelError
 from albert_cli.model.config import AlbertConfig
-from albert_cli.weights import (
+from albert_cli.weights.common import (
     POOLING_KEY,
     LoadedWeights,
     Row,

@@ -13,21 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from albert_cli.errors import ModelError
-from albert_cli.weights import LoadedWeights, find_tokenizer, head_of
+from albert_cli.modeldir import ASSETS, recover
+from albert_cli.text.constants import HF_TOKENIZER_CONFIG, SPIECE_MODEL, VOCAB_TXT
+from albert_cli.weights.common import LoadedWeights, find_tokenizer, head_of
+from albert_cli.weights.google import CHECKPOINT_PREFIX, load_google_dir
 from albert_cli.weights.google import CONFIG_FILE as GOOGLE_CONFIG
-from albert_cli.weights.google import load_google_dir
 from albert_cli.weights.hf import CONFIG_FILE as HF_CONFIG
 from albert_cli.weights.hf import WEIGHTS_FILE, load_hf_dir
 
-ASSETS = "assets"
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_HUB_FILES = ["config.json", "model.safetensors", "spiece.model", "tokenizer_config.json", "vocab.txt"]
+_HUB_FILES = [HF_CONFIG, WEIGHTS_FILE, SPIECE_MODEL, HF_TOKENIZER_CONFIG, VOCAB_TXT]
 
 
 def detect_format(path: str | Path) -> str:
     """"google", "hf" or "albert_cli" for a model directory; ModelError otherwise."""
-    from albert_cli.modeldir import recover
-
     path = Path(path)
     recover(path)  # a model set aside by a save that crashed
     if not path.exists():
@@ -42,7 +41,7 @@ def detect_format(path: str | Path) -> str:
     ):
         return "hf"
     if (path / GOOGLE_CONFIG).is_file() and (
-        any(path.glob("model.ckpt*.index")) or (path / "checkpoint").is_file()
+        any(path.glob(f"{CHECKPOINT_PREFIX}*.index")) or (path / "checkpoint").is_file()
     ):
         return "google"
     if not any(path.iterdir()):
@@ -90,7 +89,7 @@ def load_pretrained(path: str | Path) -> LoadedWeights:
 
 def build_backbone(loaded: LoadedWeights, dtype=None):
     """A new `AlbertBackbone` for `loaded.config` with the loaded backbone weights."""
-    from albert_cli.model.backbone import AlbertBackbone
+    from albert_cli.model.backbone import AlbertBackbone  # imports Keras: only when a model is built
 
     backbone = AlbertBackbone(loaded.config, dtype=dtype)
     apply_to(backbone, loaded, heads=())

@@ -1,0 +1,125 @@
+"""The preprocessor: a tokenizer and the sequence length, the one owner of that length (as keras-hub's).
+
+Training encodes with it, the exported model's in-graph tokenizer and the TFLite predictor are made from it, and
+the model directory stores its length once (``albert_cli.json``: ``max_seq_length``). `check_sequence_length`
+is the one place a length is validated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from albert_cli.errors import UsageError
+from albert_cli.text.packing import pack
+
+MIN_SEQUENCE_LENGTH = 8
+MAX_SEQUENCE_LENGTH = 4096
+
+
+def check_sequence_length(length: int | None, positions: int | None = None,
+                          option: str = "--max-seq-length") -> int | None:
+    """`length` if it is a usable sequence length (None passes), else a UsageError naming `option`.
+
+    Args:
+        length: the tokens per example, [CLS] and [SEP]s included.
+        positions: the model's position embeddings, when known.
+        option: the option the length came from.
+    """
+    if length is None:
+        return None
+    if not MIN_SEQUENCE_LENGTH <= length <= MAX_SEQUENCE_LENGTH:
+        raise UsageError(f"{option} must be between {MIN_SEQUENCE_LENGTH} and the model's positions, got {length}")
+    if positions is not None and length > positions:
+        raise UsageError(f"{option} {length} exceeds the model's {positions} positions")
+    return int(length)
+
+
+def choose_sequence_length(lengths: np.ndarray, cap: int, quantile: float = 0.99) -> int:
+    """The `quantile` of token lengths, rounded up to a multiple of 8, at least 16, at most `cap`."""
+    if len(lengths) == 0:
+        return min(cap, 128)
+    q = int(np.ceil(np.quantile(lengths, quantile)))
+    return int(min(cap, max(16, -(-q // 8) * 8)))
+
+
+class Preprocessor:
+    """Texts (and pairs) to packed ``[CLS] A [SEP] (B [SEP])`` token and segment ids.
+
+    Args:
+        tokenizer: a SentencePiece or WordPiece tokenizer (`albert_cli.text.tokenizers`).
+        sequence_length: the longest packed example; checked against `positions`.
+        positions: the model's position embeddings (None: unchecked).
+
+    Example:
+        >>> pre = Preprocessor(tokenizer, sequence_length=128)
+        >>> ids, segments = pre.encode(["a text"])[0]
+    """
+
+    def __init__(self, tokenizer, sequence_length: int, positions: int | None = None):
+        self.tokenizer = tokenizer
+        self.sequence_length = check_sequence_length(sequence_length, positions)
+
+    @staticmethod
+    def raw_lengths(tokenizer, texts, pairs=None) -> np.ndarray:
+        """Full packed lengths before truncation (to choose a default sequence length)."""
+        a = [len(x) for x in tokenizer.encode_batch(texts)]
+        b = [len(x) + 1 for x in tokenizer.encode_batch(pairs)] if pairs is not None else [0] * len(a)
+        return np.asarray([x + y + 2 for x, y in zip(a, b)])
+
+    def encode(self, texts, pairs=None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Token ids and segment ids per example, unpadded."""
+        tok = self.tokenizer
+        ids_a = tok.encode_batch(texts)
+        ids_b = tok.encode_batch(pairs) if pairs is not None else [None] * len(ids_a)
+        out = []
+        for a, b in zip(ids_a, ids_b):
+            packed = pack(a, b, max_seq_length=self.sequence_length, cls_id=tok.cls_id, sep_id=tok.sep_id, pad=False)
+            out.append((np.asarray(packed["token_ids"], np.int32), np.asarray(packed["segment_ids"], np.int32)))
+        return out
+
+    def in_graph(self, signatures: bool = True):
+        """The TensorFlow tokenizer for the exported SavedModel, with this sequence length."""
+        from albert_cli.text.tokenizers import make_in_graph_tokenizer
+
+        return make_in_graph_tokenizer(self.tokenizer, self.sequence_length, signatures=signatures)
+
+
+def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator | None, group: int = 50):
+    """Batches of indices with similar lengths.
+
+    With an RNG (training): shuffle, sort within windows of ``group`` batches, cut into batches, shuffle the batch
+    order. Without (inference): sort all.
+    """
+    n = len(lengths)
+    lengths = np.asarray(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    perm = rng.permutation(n)
+    window = batch_size * group
+    batches = []
+    for start in range(0, n, window):
+        chunk = perm[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(encoded, indices, multiple: int = 8, rows: int | None = None) -> dict[str, np.ndarray]:
+    """Pad the selected examples to the longest of them (rounded up to `multiple`).
+
+    `rows` pads the batch with empty rows (padding_mask 0) up to a fixed size, so that an XLA-compiled step sees
+    one shape per length bucket.
+    """
+    longest = max(len(encoded[i][0]) for i in indices)
+    width = -(-longest // multiple) * multiple
+    token_ids = np.zeros((max(rows or 0, len(indices)), width), np.int32)
+    segment_ids = np.zeros_like(token_ids)
+    padding_mask = np.zeros_like(token_ids)
+    for row, i in enumerate(indices):
+        ids, seg = encoded[i]
+        token_ids[row, : len(ids)] = ids
+        segment_ids[row, : len(seg)] = seg
+        padding_mask[row, : len(ids)] = 1
+    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
