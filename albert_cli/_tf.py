@@ -17,18 +17,20 @@ import re
 import sys
 import threading
 
+from albert_cli.console import debug_enabled
+from albert_cli.errors import UsageError
+
 
 def setup_env() -> None:
+    """Quiet, fast TensorFlow defaults (and the TensorFlow Keras backend) unless the environment sets them."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no INFO/WARNING spam on stderr
-    # oneDNN: measured +26-48% on this class of CPU, but off by default on AMD.
+    # oneDNN is off by default on AMD CPUs, where it is faster too (see bench/README.md).
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 @contextlib.contextmanager
 def _quiet_stderr_fd():
-    from albert_cli.console import debug_enabled
-
     if debug_enabled():
         yield
         return
@@ -58,8 +60,6 @@ def filter_native_stderr() -> None:
     native code writes to a pipe whose lines are forwarded unless they look
     like absl/TF log lines. Skipped with ALBERT_DEBUG.
     """
-    from albert_cli.console import debug_enabled
-
     if debug_enabled() or getattr(filter_native_stderr, "done", False):
         return
     try:
@@ -88,11 +88,12 @@ def filter_native_stderr() -> None:
 
 
 def import_tf():
+    """TensorFlow, imported once with `setup_env`'s defaults and its start-up noise hidden from stderr."""
     setup_env()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     # TensorFlow's import pulls in keras' scikit-learn wrappers, which import scikit-learn and
-    # SciPy (about 0.4 s of start-up). Nothing here uses those wrappers: hide scikit-learn
+    # SciPy (a noticeable part of start-up). Nothing here uses those wrappers: hide scikit-learn
     # during the import (keras then defines the wrappers without it); later imports get it.
     hide_sklearn = "sklearn" not in sys.modules
     if hide_sklearn:
@@ -104,7 +105,6 @@ def import_tf():
         if hide_sklearn and sys.modules.get("sklearn", 0) is None:
             del sys.modules["sklearn"]
     with _quiet_stderr_fd():
-
         tf.config.list_physical_devices()  # device probe (cuInit) while quiet
         try:
             import absl.logging
@@ -139,8 +139,6 @@ def inference_precision(value: str | None = None) -> str:
     "fp32" (default: exact), "bf16" (matmuls in bfloat16, opt-in) or "auto" (bf16 on a CPU
     with native bf16, fp32 elsewhere).
     """
-    from albert_cli.errors import UsageError
-
     raw = os.environ.get(PRECISION_ENV, "") if value is None else value
     choice = {"": "fp32", "float32": "fp32", "bfloat16": "bf16"}.get(raw.strip().lower(), raw.strip().lower())
     if choice not in PRECISIONS:

@@ -12,19 +12,28 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def debug_enabled() -> bool:
+    """Whether $ALBERT_DEBUG asks for full tracebacks and the libraries' own logs."""
     return os.environ.get("ALBERT_DEBUG", "").strip() not in ("", "0", "false", "no")
 
 
 def info(message: str) -> None:
+    """A progress or status line on stderr (rich markup allowed)."""
     err_console.print(message)
 
 
 def warn(message: str) -> None:
+    """A "warning:" line on stderr."""
     err_console.print(f"[yellow]warning:[/yellow] {message}")
 
 
 def progress(transient: bool = False):
-    """A rich progress bar on stderr with throughput and ETA."""
+    """A rich progress bar on stderr with throughput and ETA (hidden when stderr is not a terminal, unless
+    $ALBERT_PROGRESS=1). Tasks take a `status` field.
+
+    Example:
+        >>> with progress() as bar:  # doctest: +SKIP
+        ...     task = bar.add_task("reading", total=None, status="")
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

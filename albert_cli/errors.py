@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 
 EXIT_OK = 0
 EXIT_DATA = 1
@@ -45,8 +47,6 @@ class Interrupted(Exception):
     checkpoint, then let it propagate (exit 130 or 143)."""
 
     def __init__(self, signum: int):
-        import signal
-
         self.signum = signum
         self.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
         name = "terminated" if signum == signal.SIGTERM else "interrupted"
@@ -54,7 +54,7 @@ class Interrupted(Exception):
 
 
 def install_signal_handlers() -> None:
-    import signal
+    """Turn SIGINT and SIGTERM into `Interrupted` from now on."""
 
     def _raise(signum, frame):
         raise Interrupted(signum)
@@ -71,9 +71,6 @@ def deferred_interrupts():
     turned into another error (e.g. a TypeError while binding tf.function
     arguments), and could land between "weights updated" and "step counted".
     """
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

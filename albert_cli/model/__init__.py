@@ -5,6 +5,7 @@ backend. Checkpoint conversion lives in `albert_cli.weights`.
 """
 
 from albert_cli.model.config import PRESETS, AlbertConfig
+from albert_cli.model.kinds import POOLINGS, TASKS
 
 # Keras-dependent names load on first use, so that reading a config (or
 # reporting a bad model directory) does not import Keras and its backend.
@@ -12,7 +13,6 @@ _LAZY = {
     "AlbertBackbone": "albert_cli.model.backbone",
     "AlbertTransformerBlock": "albert_cli.model.backbone",
     "PositionEmbedding": "albert_cli.model.backbone",
-    "TASKS": "albert_cli.model.heads",
     "AlbertClassifier": "albert_cli.model.heads",
     "AlbertMaskedLMHead": "albert_cli.model.heads",
     "AlbertPretrainer": "albert_cli.model.heads",
@@ -20,7 +20,7 @@ _LAZY = {
     "logits_to_probabilities": "albert_cli.model.heads",
 }
 
-__all__ = ["PRESETS", "AlbertConfig", *_LAZY]
+__all__ = ["POOLINGS", "PRESETS", "TASKS", "AlbertConfig", *_LAZY]
 
 
 def __getattr__(name: str):

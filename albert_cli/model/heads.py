@@ -12,9 +12,7 @@ import keras
 from keras import layers, ops
 
 from albert_cli.model.backbone import AlbertBackbone, get_activation
-
-TASKS = ("single_label", "multi_label", "regression")
-POOLINGS = ("pooler", "mean")
+from albert_cli.model.kinds import POOLINGS, TASKS
 
 
 def masked_mean(sequence, padding_mask):
@@ -96,9 +94,14 @@ class BagOfNgrams(layers.Layer):
     `bigram` ([buckets, num_outputs] each, at most 2^18); the output is `scale` times the mean of the rows of
     the row's words and pairs. Both tables start at zero. Under Adam every weight moves by about the learning
     rate per step whatever its gradient's size, so without `scale` a linear model at ALBERT's 5e-4 would hardly
-    leave zero in a run; with 1000 it moves its logits at fastText-like rates. Whole words rather than pieces
-    raised the bag's own dev accuracy on trec by 0.017-0.027 and kept it within 0.01 on ag_news and
-    chnsenticorp (`bench/README.md`).
+    leave zero in a run; with 1000 it moves its logits at fastText-like rates. Whole words rather than pieces:
+    see bench/README.md for how the two compare.
+
+    Args:
+        vocab_size: rows of the `boundaries` table (the tokenizer's vocabulary).
+        num_outputs: logits per example.
+        buckets: hashed rows of each table (`bow_buckets_for` picks it from the number of labels).
+        scale: output scale (see above).
     """
 
     def __init__(self, vocab_size: int, num_outputs: int, buckets: int = BOW_BUCKETS, scale: float = BOW_SCALE,
