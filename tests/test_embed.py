@@ -109,7 +109,7 @@ def test_cli_rounds_to_six_significant_digits(cli_runs):
 # --------------------------------------------------------------------- library
 @pytest.fixture(scope="module")
 def hf_embedders():
-    from albert_cli.embed import Embedder
+    from albert_cli.inference.embed import Embedder
 
     return {
         "mean": Embedder(EMBED / "hf", pooling="mean", batch_size=2),
@@ -157,7 +157,7 @@ def test_order_and_batching_do_not_change_vectors(hf_embedders, expected):
 
 
 def test_max_seq_length_truncates(expected):
-    from albert_cli.embed import Embedder
+    from albert_cli.inference.embed import Embedder
 
     emb = Embedder(EMBED / "hf", pooling="cls", max_seq_length=8)
     text = expected["texts"][1]
@@ -181,7 +181,7 @@ def make_own_model_dir(path, normalizer: dict):
 
 
 def test_own_model_dir_uses_its_normalizer(tmp_path, expected):
-    from albert_cli.embed import Embedder
+    from albert_cli.inference.embed import Embedder
     from albert_cli.text.normalize import NormalizerOptions
     from albert_cli.text.spm import SentencePieceTokenizer
 
@@ -201,7 +201,7 @@ def test_own_model_dir_uses_its_normalizer(tmp_path, expected):
 
 def test_wordpiece_checkpoint_uses_bert_tokenizer(tmp_path):
     """An HF directory with vocab.txt (Chinese ALBERT releases) is tokenized with WordPiece."""
-    from albert_cli.embed import Embedder
+    from albert_cli.inference.embed import Embedder
     from albert_cli.model.backbone import AlbertBackbone
     from albert_cli.model.config import AlbertConfig
     from albert_cli.text.wordpiece import WordPieceTokenizer

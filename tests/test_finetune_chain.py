@@ -107,7 +107,9 @@ def test_predict_output_formats(trained, tmp_path):
     import io
 
     from albert_cli.data.readers import read_dataset
-    from albert_cli.predict import OutputOptions, Predictor, Writer, predict_lines, predict_table
+    from albert_cli.inference.predict import predict_lines, predict_table
+    from albert_cli.inference.saved import SavedModelPredictor as Predictor
+    from albert_cli.inference.writers import OutputOptions, Writer
 
     predictor = Predictor(trained["model"])
 
@@ -280,7 +282,8 @@ def test_multi_label_thresholds_and_regression(tmp_path):
     assert res.returncode == 0, res.stderr
     meta = json.loads((out / "assets/albert_cli.json").read_text())
     assert meta["task"] == "multi_label" and len(meta["thresholds"]) == 4
-    from albert_cli.predict import OutputOptions, Predictor, format_rows
+    from albert_cli.inference.saved import SavedModelPredictor as Predictor
+    from albert_cli.inference.writers import OutputOptions, format_rows
 
     predictor = Predictor(out)
     rec = format_rows(predictor.meta, predictor.predict(["football goal team and a long long report today"]),
@@ -325,7 +328,7 @@ def test_init_from_wordpiece_checkpoint(tmp_path):
     assert meta["tokenizer"] == {"kind": "wordpiece", "file": "vocab.txt"}
     assert (out / "assets/vocab.txt").is_file()
 
-    from albert_cli.predict import Predictor
+    from albert_cli.inference.saved import SavedModelPredictor as Predictor
 
     predictor = Predictor(out)
     texts = ["服务很好", "Hello 世界"]

@@ -43,7 +43,7 @@ def test_pooling_default_option_and_continuation(tmp_path):
     assert "albert_cli_pooling" not in _hf_config(tmp_path / "m3")
 
     # embed uses the mean by default for a mean-pooled model (its tanh pooler was never trained).
-    from albert_cli.embed import Embedder
+    from albert_cli.inference.embed import Embedder
 
     default, mean, pooler = (Embedder(str(m), pooling=p).embed(TEXTS) for p in (None, "mean", "pooler"))
     np.testing.assert_array_equal(default, mean)

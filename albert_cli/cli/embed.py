@@ -31,28 +31,24 @@ def embed(
     line gives {"error": ..., "line": N}); output is flushed per batch, so it streams from stdin."""
     import os
 
-    from albert_cli.errors import DataError
+    from albert_cli.console import closed_stdout_is_fine
+    from albert_cli.data.sources import is_stdin
+    from albert_cli.errors import DataError, ModelError
+    from albert_cli.inference.embed import Embedder, embed_lines
+    from albert_cli.modeldir import is_tflite_dir
 
-    if input != "-":
+    if not is_stdin(input):
         if not os.path.exists(input):
             raise DataError(f"{input}: no such file")
         if os.path.isdir(input):
             raise DataError(f"{input}: is a directory, expected a text file")
-    from albert_cli.modeldir import is_tflite_dir
-
     if is_tflite_dir(model):
-        from albert_cli.errors import ModelError
-
         raise ModelError(
             f"{model}: a TFLite export (model.tflite) has no encoder weights to embed with; "
             "use the model directory it was exported from"
         )
-    from albert_cli.embed import Embedder, embed_lines
-
     embedder = Embedder(
         model, pooling=pooling, batch_size=batch_size, max_seq_length=max_seq_length, normalize=normalize
     )
-    from albert_cli.console import closed_stdout_is_fine
-
     with closed_stdout_is_fine():
         embed_lines(embedder, input)

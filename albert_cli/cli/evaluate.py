@@ -31,7 +31,7 @@ def evaluate(
     import os
 
     from albert_cli.errors import UsageError
-    from albert_cli.evaluate import evaluate as run, print_report, write_json, write_predictions
+    from albert_cli.inference.evaluate import evaluate as run, print_report, write_json, write_predictions
 
     if threshold is not None and not 0 < threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")

@@ -28,19 +28,21 @@ def predict(
     """Predict labels. Plain-text input gives exactly one output line per input line, in order
     (an empty or undecodable line gives {"error": ..., "line": N}); output is flushed per batch."""
     from albert_cli.data.readers import detect_format, read_dataset
+    from albert_cli.data.sources import check_input_file, is_stdin
+    from albert_cli.console import closed_stdout_is_fine
     from albert_cli.errors import UsageError
-    from albert_cli.predict import OutputOptions, Writer, make_predictor, predict_lines, predict_table
+    from albert_cli.inference.base import check_batch_size
+    from albert_cli.inference.predict import make_predictor, predict_lines, predict_table
+    from albert_cli.inference.writers import OutputOptions, Writer
+    from albert_cli.modeldir import open_model_dir
 
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
     set_inference_precision(precision)
     if threshold is not None and not 0 < threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    check_batch_size(batch_size)
     # Everything that can be checked without TensorFlow is checked before the model loads.
-    from albert_cli.modeldir import open_model_dir
-
     meta = open_model_dir(model)[1]
     if top_k > max(1, len(meta.labels)):
         top_k = max(1, len(meta.labels))
@@ -50,9 +52,7 @@ def predict(
     if kind == "txt":
         if meta.pair:
             raise UsageError(f"{model}: a pair model needs CSV/TSV/JSONL input with --text-pair-column")
-        if input != "-":
-            from albert_cli.data.readers import check_input_file
-
+        if not is_stdin(input):
             check_input_file(input)
     else:
         cols = meta.columns or {}
@@ -65,8 +65,6 @@ def predict(
             skip_bad_rows=skip_bad_rows,
         )
     predictor = make_predictor(model, batch_size=batch_size)
-    from albert_cli.console import closed_stdout_is_fine
-
     with closed_stdout_is_fine():
         if ds is None:
             predict_lines(predictor, input, writer)
