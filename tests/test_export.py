@@ -184,3 +184,39 @@ def test_saved_model_copy_overwrites_and_tflite_is_not_a_source(exported):
     assert_clean_error(again, 1, "already a TFLite export")
     embed = run_albert("embed", exported["none"], "-", input="hello\n")
     assert_clean_error(embed, 1, "TFLite")
+
+
+@pytest.mark.parametrize("task", ["single_label", "multi_label", "regression"])
+def test_savedmodel_graph_matches_numpy_serving_outputs(task):
+    """The SavedModel's in-graph post-processing and `serving_outputs` (what the TFLite predictor applies) agree."""
+    from pathlib import Path
+
+    from albert_cli._tf import import_tf
+    from albert_cli.artifacts.savedmodel import build_serving_module
+    from albert_cli.inference.base import serving_outputs
+    from albert_cli.modeldir import ModelMeta
+    from albert_cli.text.spm import SentencePieceTokenizer
+
+    tf = import_tf()
+    labels = ["money", "sport", "tech"] if task != "regression" else []
+    meta = ModelMeta(task=task, labels=labels, normalizer={}, max_seq_length=16,
+                     thresholds=[0.3, 0.5, 0.7] if task == "multi_label" else None)
+    width = 1 if task == "regression" else len(labels)
+    table = tf.constant(np.random.default_rng(0).normal(0, 2, (64, width)), tf.float32)
+
+    def model(inputs, training=False):  # logits that depend on each row's second token
+        return tf.gather(table, inputs["token_ids"][:, 1])
+
+    tokenizer = SentencePieceTokenizer.from_file(Path(__file__).parent / "fixtures/spm/tiny.model")
+    module = build_serving_module(model, tokenizer, meta)
+    ids = np.random.default_rng(1).integers(0, 64, (40, 5)).astype(np.int32)
+    graph = {k: v.numpy() for k, v in module.classify_ids(ids, np.zeros_like(ids), np.ones_like(ids)).items()}
+    ref = serving_outputs(meta, graph["value"] if task == "regression" else graph["probabilities"])
+    assert sorted(graph) == sorted(ref)
+    for key in ref:
+        if ref[key].dtype == object:
+            assert list(graph[key]) == list(ref[key]), key
+        else:
+            np.testing.assert_array_equal(graph[key], ref[key], err_msg=key)
+    if task == "multi_label":
+        assert {0, 1, 2} <= {int(p.sum()) for p in ref["predicted"]}  # thresholds really exercised

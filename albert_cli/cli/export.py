@@ -33,7 +33,7 @@ def export(
     import json
     import sys
 
-    from albert_cli.lite import export_model
+    from albert_cli.artifacts.tflite import export_model
 
     summary = export_model(
         model, output, fmt=fmt, quantize=quantize, calibration=calibration, text_column=text_column,
