@@ -1,17 +1,25 @@
 """`albert tokenize train|encode`: build a SentencePiece vocabulary, or encode text with one.
 
-Nothing heavy is imported at module level (sentencepiece is imported inside the
+Nothing heavy is imported at module level (sentencepiece and rich are imported inside the
 commands), so `albert --help` stays instant.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import BinaryIO, List, Optional
 
 import typer
+
+from albert_cli.data.sources import display_name, open_input, utf8_lines
+from albert_cli.errors import DataError, UsageError
+
+UTF8_BOM = b"\xef\xbb\xbf"
 
 app = typer.Typer(
     help="Train a SentencePiece vocabulary (ALBERT recipe) or encode text with one.",
@@ -68,11 +76,6 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing PREFIX.model/.vocab/.json files."),
 ) -> None:
     """Train an ALBERT-style unigram SentencePiece model: <pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4."""
-    import os
-    import time
-
-    from albert_cli.errors import UsageError
-
     existing = [p for p in (Path(f"{output}{ext}") for ext in (".model", ".vocab", ".json")) if p.exists()]
     if existing and not overwrite:
         raise UsageError(f"{existing[0]}: exists (use --overwrite to replace {output}.model/.vocab/.json)")
@@ -141,9 +144,6 @@ def encode(
     ),
 ) -> None:
     """Encode text line by line: one output line per input line (pieces, or ids with --ids), no [CLS]/[SEP]."""
-    from dataclasses import replace
-
-    from albert_cli.errors import DataError
     from albert_cli.text.spm import SentencePieceTokenizer
 
     tok = SentencePieceTokenizer.from_file(model)
@@ -151,50 +151,31 @@ def encode(
         tok.normalizer = replace(tok.normalizer, lowercase=not cased)
     if keep_accents is not None:
         tok.normalizer = replace(tok.normalizer, strip_accents=not keep_accents)
-
-    name = "<stdin>" if input == "-" else input
-    if input == "-":
-        stream = sys.stdin.buffer
-    else:
-        p = Path(input)
-        if not p.exists():
-            raise DataError(f"{p}: no such file")
-        if p.is_dir():
-            raise DataError(f"{p}: is a directory, expected a text file")
+    with open_input(input) as stream:
         try:
-            stream = open(p, "rb")
-        except OSError as exc:
-            raise DataError(f"{p}: cannot read ({exc.strerror})") from None
-    from albert_cli.data.readers import utf8_lines
+            _encode_lines(tok, stream, display_name(input), ids, sys.stdout.buffer)
+        except BrokenPipeError:
+            from albert_cli.console import closed_stdout_is_fine
 
-    out = sys.stdout.buffer
-    try:
-        lineno = 0
-        for raw in utf8_lines(stream, name):  # one line at a time (works with `tail -f`); UTF-16 transcoded
-            lineno += 1
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{name}: line {lineno}, byte {exc.start + 1}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
-                ) from None
-            if text.endswith("\n"):
+            with closed_stdout_is_fine():
+                raise
+
+
+def _encode_lines(tok, stream: BinaryIO, name: str, ids: bool, out: BinaryIO) -> None:
+    """Write one line of pieces (or ids) to `out` per line of `stream`, flushed line by line."""
+    for lineno, raw in enumerate(utf8_lines(stream, name), start=1):  # one line at a time (works with `tail -f`)
+        if lineno == 1 and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM):]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{name}: line {lineno}, byte {exc.start + 1}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
+            ) from None
+        if text.endswith("\n"):
+            text = text[:-1]
+            if text.endswith("\r"):
                 text = text[:-1]
-                if text.endswith("\r"):
-                    text = text[:-1]
-            if ids:
-                line = " ".join(map(str, tok.encode(text)))
-            else:
-                line = " ".join(tok.tokenize(text))
-            out.write(line.encode("utf-8") + b"\n")
-            out.flush()
-    except BrokenPipeError:
-        from albert_cli.console import closed_stdout_is_fine
-
-        with closed_stdout_is_fine():
-            raise
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+        line = " ".join(map(str, tok.encode(text))) if ids else " ".join(tok.tokenize(text))
+        out.write(line.encode("utf-8") + b"\n")
+        out.flush()

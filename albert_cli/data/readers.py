@@ -22,13 +22,20 @@ import io
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from albert_cli.console import warn
+from albert_cli.data.sources import (  # noqa: F401  (check_input_file, utf8_lines: re-exported)
+    check_input_file,
+    display_name,
+    is_stdin,
+    open_input,
+    sniff_encoding,
+    utf8_lines,
+)
 from albert_cli.errors import DataError, UsageError
-from albert_cli.data.sources import check_input_file, display_name, sniff_encoding, utf8_lines  # noqa: F401  (re-exported)
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 _EXTENSIONS = {
@@ -61,12 +68,13 @@ class Dataset:
 
 
 def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """`fmt` checked, or the format its extension says (``-`` and unknown extensions: ``txt``)."""
     if fmt and fmt != "auto":
         fmt = fmt.lower()
         if fmt not in FORMATS:
             raise UsageError(f"unknown --format '{fmt}': use one of {', '.join(FORMATS)}")
         return fmt
-    if str(path) == "-":
+    if is_stdin(path):
         return "txt"
     suffixes = [s.lower() for s in Path(str(path)).suffixes]
     for suffix in reversed(suffixes):
@@ -76,9 +84,9 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    if str(path) == "-":
-        return sys.stdin.buffer.read()
-    return check_input_file(path).read_bytes()
+    """The whole content of `path` (standard input for ``-``)."""
+    with open_input(path) as raw:
+        return raw.read()
 
 
 def decode(data: bytes, name: str) -> str:
@@ -183,8 +191,6 @@ class _Collector:
 
     def finish(self) -> Dataset:
         if self.ds.skipped:
-            from albert_cli.console import warn
-
             warn(f"{self.ds.name}: skipped {self.ds.skipped} bad row(s); first: {self.first_skip}")
         if not self.ds.texts:
             raise DataError(f"{self.ds.name}: no usable examples (all {self.ds.skipped} rows were bad)")
@@ -323,6 +329,44 @@ def _read_txt(text, name, label_column, label_kind, skip_bad_rows) -> Dataset:
     return col.finish()
 
 
+def _csv_records(stream, name: str, fmt: str, columns: tuple[str, ...], where: list[int]) -> Iterator[tuple]:
+    reader = csv.reader(
+        stream,
+        delimiter="," if fmt == "csv" else "\t",
+        quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+    )
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{name}: file is empty") from None
+    options = ("--text-column", "--doc-column")
+    for i, column in enumerate(columns):
+        if column not in header:
+            raise _missing_column(name, column, options[min(i, 1)], header)
+    indices = [header.index(c) for c in columns]
+    for row in reader:
+        where[0] = reader.line_num
+        yield tuple(row[i] if i < len(row) else "" for i in indices)
+
+
+def _jsonl_records(stream, name: str, columns: tuple[str, ...], where: list[int]) -> Iterator[tuple]:
+    for lineno, line in enumerate(stream, start=1):
+        where[0] = lineno
+        if not line.strip():
+            continue
+        record = _json_object(line, name, lineno)
+        yield tuple(record.get(c) for c in columns)
+
+
+def _text_records(stream, name: str, where: list[int]) -> Iterator[tuple]:
+    for lineno, line in enumerate(stream, start=1):
+        where[0] = lineno
+        line = line.rstrip("\r\n")
+        if "\x00" in line:
+            raise DataError(f"{name}: line {lineno}: contains NUL bytes (binary data?)")
+        yield (line,)
+
+
 def iter_records(
     path: str | os.PathLike, fmt: str | None = None, columns: tuple[str, ...] = ("text",)
 ) -> Iterator[tuple]:
@@ -334,54 +378,22 @@ def iter_records(
     """
     name = display_name(path)
     fmt = detect_format(path, fmt)
-    if str(path) == "-":
-        raw = sys.stdin.buffer
-    else:
-        p = check_input_file(path)
-        if p.stat().st_size == 0:
-            raise DataError(f"{name}: file is empty")
-        raw = open(p, "rb")
-    stream = io.TextIOWrapper(raw, encoding=sniff_encoding(raw), errors="strict", newline="")
-    lineno = 0
-    try:
-        if fmt in ("csv", "tsv"):
-            reader = csv.reader(
-                stream,
-                delimiter="," if fmt == "csv" else "\t",
-                quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
-            )
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise DataError(f"{name}: file is empty") from None
-            options = ("--text-column", "--doc-column")
-            for i, column in enumerate(columns):
-                if column not in header:
-                    raise _missing_column(name, column, options[min(i, 1)], header)
-            indices = [header.index(c) for c in columns]
-            for row in reader:
-                lineno = reader.line_num
-                yield tuple(row[i] if i < len(row) else "" for i in indices)
-        elif fmt == "jsonl":
-            for lineno, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                record = _json_object(line, name, lineno)
-                yield tuple(record.get(c) for c in columns)
-        else:
-            for lineno, line in enumerate(stream, start=1):
-                line = line.rstrip("\r\n")
-                if "\x00" in line:
-                    raise DataError(f"{name}: line {lineno}: contains NUL bytes (binary data?)")
-                yield (line,)
-    except UnicodeDecodeError:
-        raise DataError(f"{name}: near line {lineno + 1}: not valid UTF-8; save the file as UTF-8") from None
-    except csv.Error as exc:
-        raise DataError(f"{name}: line {lineno + 1}: malformed {fmt.upper()}: {exc}") from None
-    finally:
-        stream.detach()
-        if str(path) != "-":
-            raw.close()
+    where = [0]  # the last line read, for the messages below
+    with open_input(path, allow_empty=False) as raw:
+        stream = io.TextIOWrapper(raw, encoding=sniff_encoding(raw), errors="strict", newline="")
+        try:
+            if fmt in ("csv", "tsv"):
+                yield from _csv_records(stream, name, fmt, columns, where)
+            elif fmt == "jsonl":
+                yield from _jsonl_records(stream, name, columns, where)
+            else:
+                yield from _text_records(stream, name, where)
+        except UnicodeDecodeError:
+            raise DataError(f"{name}: near line {where[0] + 1}: not valid UTF-8; save the file as UTF-8") from None
+        except csv.Error as exc:
+            raise DataError(f"{name}: line {where[0] + 1}: malformed {fmt.upper()}: {exc}") from None
+        finally:
+            stream.detach()  # leave `raw` to open_input (it may be stdin)
 
 
 def iter_texts(
