@@ -38,8 +38,8 @@ def output_key(meta: ModelMeta) -> str:
 def text_lengths(texts: Sequence[str], pairs: Sequence[str] | None) -> list[int]:
     """The batching key of every predictor: characters of the text (plus its pair).
 
-    Characters, not tokens: they are known before tokenizing (the SavedModel tokenizes in its graph), and the
-    grouping only decides which texts share a batch, never a text's outputs.
+    Characters, not tokens: the SavedModel's batches (whose float roundoff depends on their padded shape) stay
+    as they were, and the TFLite interpreter's outputs do not depend on batch composition at all.
     """
     return [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
 
