@@ -18,6 +18,7 @@ import typer
 
 from albert_cli.data.sources import display_name, open_input, utf8_lines
 from albert_cli.errors import DataError, UsageError
+from albert_cli.text.normalize import NormalizerOptions
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -85,7 +86,6 @@ def train(
         raise UsageError(f"{output}: cannot write the vocabulary: {parent} {what}")
 
     from albert_cli.console import err_console, info
-    from albert_cli.text.normalize import NormalizerOptions
     from albert_cli.text.spm import train_sentencepiece
 
     normalizer = NormalizerOptions(lowercase=not cased, strip_accents=not keep_accents)
