@@ -30,6 +30,8 @@ app = typer.Typer(
 
 
 class InputFormat(str, Enum):
+    """``--format`` choices (`albert_cli.data.readers.FORMATS`, plus auto)."""
+
     auto = "auto"
     txt = "txt"
     csv = "csv"

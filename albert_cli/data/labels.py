@@ -26,6 +26,17 @@ def _sort_key(label: str):
 
 @dataclass
 class LabelVocab:
+    """The class names of a classifier, in output order.
+
+    Args:
+        labels: the names; index i is the model's output i.
+        multi_label: whether an example has a set of labels (multi-hot targets) rather than one.
+
+    Example:
+        >>> LabelVocab.from_labels(["b", "a", "b"]).encode(["a", "b"]).tolist()
+        [0, 1]
+    """
+
     labels: list[str]
     multi_label: bool = False
 
@@ -49,6 +60,7 @@ class LabelVocab:
 
     @property
     def index(self) -> dict[str, int]:
+        """{name: output index}."""
         return {l: i for i, l in enumerate(self.labels)}
 
     def encode(self, labels: list) -> np.ndarray:
@@ -70,6 +82,7 @@ class LabelVocab:
         return Counter(l for l in flat if l not in idx)
 
     def counts(self, labels: list) -> np.ndarray:
+        """int64 [classes]: how often each class occurs in `labels`."""
         idx = self.index
         flat = [l for row in labels for l in row] if self.multi_label else [str(l) for l in labels]
         out = np.zeros(len(self.labels), np.int64)
@@ -78,17 +91,21 @@ class LabelVocab:
         return out
 
     def to_dict(self) -> dict:
+        """The JSON form (`from_dict` reads it back)."""
         return {"labels": self.labels, "multi_label": self.multi_label}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabelVocab":
+        """Read the `to_dict` form."""
         return cls(list(d["labels"]), bool(d.get("multi_label", False)))
 
     def save(self, path: Path) -> None:
+        """Write the `to_dict` form as JSON to `path`."""
         Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> "LabelVocab":
+        """Read what `save` wrote (a one-line ModelError if it cannot)."""
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError) as exc:

@@ -325,7 +325,17 @@ def train_sentencepiece(
 
 
 class SentencePieceTokenizer:
-    """ALBERT tokenization with a SentencePiece model (HF 4.x ``AlbertTokenizer`` semantics)."""
+    """ALBERT tokenization with a SentencePiece model (HF 4.x ``AlbertTokenizer`` semantics).
+
+    Args:
+        processor: a loaded ``sentencepiece.SentencePieceProcessor``.
+        normalizer: the text normalization applied before SentencePiece.
+        path: where the model came from (for messages).
+
+    Example:
+        >>> tok = SentencePieceTokenizer.from_file("spm.model")  # doctest: +SKIP
+        >>> tok.encode("Hello, World!")  # doctest: +SKIP
+    """
 
     def __init__(self, processor, normalizer: NormalizerOptions, path: str | None = None):
         self._sp = processor
@@ -358,6 +368,7 @@ class SentencePieceTokenizer:
 
     @classmethod
     def from_bytes(cls, data: bytes, normalizer: NormalizerOptions | None = None, name: str = "<bytes>"):
+        """Load a serialized model proto (`name` is used in messages); ALBERT's normalizer unless given."""
         import sentencepiece as spm
 
         sp = spm.SentencePieceProcessor()
@@ -375,12 +386,14 @@ class SentencePieceTokenizer:
     # -- vocabulary
     @property
     def vocab_size(self) -> int:
+        """The number of pieces."""
         return self._sp.GetPieceSize()
 
     def __len__(self) -> int:
         return self.vocab_size
 
     def id_to_piece(self, index: int) -> str:
+        """The piece of `index` (IndexError outside the vocabulary)."""
         if not 0 <= int(index) < self.vocab_size:
             raise IndexError(f"token id {index} out of range [0, {self.vocab_size})")
         return self._sp.IdToPiece(int(index))
@@ -400,6 +413,7 @@ class SentencePieceTokenizer:
 
     @property
     def pad_id(self) -> int:
+        """Id of ``<pad>`` (special ids: a ModelError when the model lacks the piece)."""
         return self._special(SPM_PAD)
 
     @property
@@ -424,6 +438,7 @@ class SentencePieceTokenizer:
 
     # -- tokenization
     def preprocess(self, text: str) -> str:
+        """`text` normalized as SentencePiece sees it."""
         return normalize_text(text, self.normalizer)
 
     def tokenize(self, text: str) -> list[str]:
@@ -451,7 +466,9 @@ class SentencePieceTokenizer:
         return [self._sp.PieceToId(p) for p in self.tokenize(text)]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` of each text."""
         return [self.encode(t) for t in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids` (SentencePiece's detokenization)."""
         return self._sp.DecodeIds([int(i) for i in ids])

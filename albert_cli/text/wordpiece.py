@@ -100,6 +100,15 @@ class WordPieceTokenizer:
     ``encode`` / ``encode_batch`` (ids without [CLS]/[SEP]), ``tokenize``,
     ``decode``, ``vocab_size``, ``pad_id`` / ``unk_id`` / ``cls_id`` /
     ``sep_id`` / ``mask_id``, ``id_to_piece`` / ``piece_to_id``.
+
+    Args:
+        vocab: {piece: id}, as `load_vocab` reads it.
+        do_lower_case: BERT's lowercasing (and accent stripping).
+        path: where the vocabulary came from (for messages).
+
+    Example:
+        >>> tok = WordPieceTokenizer.from_file("vocab_chinese.txt")  # doctest: +SKIP
+        >>> tok.tokenize("你好, unaffable")  # doctest: +SKIP
     """
 
     kind = WORDPIECE
@@ -117,22 +126,26 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_file(cls, vocab_path: str | os.PathLike, do_lower_case: bool = True) -> "WordPieceTokenizer":
+        """Load a ``vocab.txt`` (see `load_vocab`)."""
         return cls(load_vocab(vocab_path), do_lower_case=do_lower_case, path=str(vocab_path))
 
     # -- vocabulary
     @property
     def vocab_size(self) -> int:
+        """Largest id + 1."""
         return self._size
 
     def __len__(self) -> int:
         return self._size
 
     def id_to_piece(self, index: int) -> str:
+        """The piece of `index` ([UNK] for an id no line has; IndexError outside the vocabulary)."""
         if not 0 <= int(index) < self._size:
             raise IndexError(f"token id {index} out of range [0, {self._size})")
         return self._inv.get(int(index), WORDPIECE_UNK)
 
     def piece_to_id(self, piece: str) -> int:
+        """Id of `piece`, or the [UNK] id when the vocabulary lacks it."""
         return self.vocab.get(piece, self._unk)
 
     def _special(self, piece: str) -> int:
@@ -142,6 +155,7 @@ class WordPieceTokenizer:
 
     @property
     def pad_id(self) -> int:
+        """Id of [PAD] (special ids: a ModelError when the vocabulary lacks the entry)."""
         return self._special(WORDPIECE_PAD)
 
     @property
@@ -220,6 +234,7 @@ class WordPieceTokenizer:
         return pieces
 
     def tokenize(self, text: str) -> list[str]:
+        """Pieces, as HF 4.x ``BertTokenizer.tokenize``."""
         out: list[str] = []
         for word in self.basic_tokenize(text):
             out.extend(self.wordpiece(word))
@@ -231,6 +246,7 @@ class WordPieceTokenizer:
         return [vocab.get(p, unk) for p in self.tokenize(text)]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` of each text."""
         return [self.encode(t) for t in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
