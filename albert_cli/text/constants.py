@@ -27,6 +27,9 @@ TOKENIZER_KINDS = (SENTENCEPIECE, WORDPIECE)
 SPIECE_MODEL = "spiece.model"
 """SentencePiece model file of Hugging Face ALBERT directories and of our model directories' ``assets/``."""
 
+SPIECE_SIDECAR = "spiece.json"
+"""The normalizer sidecar of ``spiece.model`` (`albert_cli.text.spm.sidecar_path` of it)."""
+
 VOCAB_TXT = "vocab.txt"
 """WordPiece vocabulary file of Hugging Face directories and of our model directories' ``assets/``."""
 
