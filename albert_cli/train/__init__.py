@@ -1,1 +1,0 @@
-"""Training loops (finetune, pretrain) and their checkpoints."""
