@@ -22,8 +22,10 @@ quickstart: install
 	$(BIN)/albert predict $(OUT)/news-model sample_data/headlines.txt
 	$(BIN)/albert evaluate $(OUT)/news-model sample_data/news_test.csv
 
-# pytest exits 5 when it collects no test: that fails here, as it should.
+# pytest exits 5 when it collects no test: that fails here, as it should. The test extra brings a CPU JAX, so the
+# KERAS_BACKEND=jax tests run rather than skip: fail early if it did not install.
 test: install
+	$(BIN)/python -c "import jax"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # A CPU-sized pretrained English base (issue #8): an 8,000-piece vocabulary and the `small` config (4 layers x 312,
