@@ -24,7 +24,7 @@ inference  backbone forward, batch 32, sequence 128, `base` and `small`:
 train      one fine-tuning step, `small`, batch 16, sequence 128: classifier head on
            the pooled output, cross-entropy, gradient clipping (global norm 1.0) and an
            AdamW update. Ours = the `train_step` that `albert finetune` builds
-           (`albert_cli.train.finetune._Loop`, default and `--jit`), keras-hub
+           (`albert_cli.training.runtime.TFRuntime`, default and `--jit`), keras-hub
            `AlbertTextClassifier.train_on_batch` (graph / XLA), HF
            `AlbertForSequenceClassification` + `torch.optim.AdamW` (eager / compiled).
 e2e        the 760 texts of ag_news/test.csv, sequences per second including
@@ -242,27 +242,18 @@ def w_ours_train(p: dict) -> dict:
     x = {"token_ids": tf.constant(ids), "segment_ids": tf.constant(seg), "padding_mask": tf.constant(mask)}
     y = tf.constant(np.arange(p["batch"]) % NUM_LABELS, tf.int32)
     w = tf.ones([p["batch"]], tf.float32)
-    source = "albert_cli.train.finetune._Loop.train_step"
-    try:
-        from albert_cli.train.finetune import _Loop
+    source = "albert_cli.training.runtime.TFRuntime (finetune objective)"
+    from albert_cli.training.objectives import finetune_objective
+    from albert_cli.training.runtime import TFRuntime
 
-        opts = types.SimpleNamespace(task="single_label", metric=None, jit=p["jit"], batch_size=p["batch"])
-        ft = types.SimpleNamespace(opts=opts, staging=Path(tempfile.gettempdir()))
-        enc = [(list(row),) for row in ids]
-        loop = _Loop(ft, tf, model, optimizer, enc, np.asarray(y), np.asarray(w), None, None, 1000, 10)
-        step = loop.train_step
-    except Exception as exc:  # the loop's internals changed: same computation, written here
-        source = f"replica ({type(exc).__name__}: {exc})"[:200]
+    runtime = TFRuntime("none", jit=p["jit"])
+    spec = {k: tf.TensorSpec([None, None], tf.int32) for k in x}
+    spec.update(y=tf.TensorSpec([None], tf.int32), w=tf.TensorSpec([None], tf.float32))
+    runtime.compile(model, optimizer, finetune_objective("single_label"), spec)
+    batch = {**x, "y": y, "w": w}
 
-        @tf.function(jit_compile=p["jit"])
-        def step(inputs, y, w):
-            with tf.GradientTape() as tape:
-                logits = tf.cast(model(inputs, training=True), tf.float32)
-                per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                loss = tf.reduce_sum(per * w) / tf.reduce_sum(w)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
+    def step(*_):
+        return runtime._train_step(batch)["loss"]
 
     res = _stats(timings(lambda: step(x, y, w).numpy(), p["reps"], p["warmup"]), p["batch"])
     res["step"] = source

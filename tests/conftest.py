@@ -92,11 +92,11 @@ def mean_pooled(model_dir: Path, texts: list[str]):
     import numpy as np
 
     from albert_cli.text.tokenizers import tokenizer_for_pretrained
-    from albert_cli.train.batching import encode_examples, pad_batch
+    from albert_cli.text.preprocessor import Preprocessor, pad_batch
     from albert_cli.weights import build_backbone, load_pretrained
 
     loaded = load_pretrained(model_dir)
-    x = pad_batch(encode_examples(tokenizer_for_pretrained(loaded), texts, None, 32), np.arange(len(texts)), 8,
+    x = pad_batch(Preprocessor(tokenizer_for_pretrained(loaded), 32).encode(texts), np.arange(len(texts)), 8,
                   len(texts))
     seq = np.asarray(build_backbone(loaded)(x, training=False)["sequence_output"])
     mask = x["padding_mask"][..., None].astype("float32")

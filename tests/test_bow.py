@@ -131,11 +131,11 @@ def test_bag_of_words_matches_python_and_the_classifier_mixes_its_members():
 def test_gradients_are_clipped_per_member():
     import tensorflow as tf
 
-    from albert_cli.train.finetune import clip_by_group_norm
+    from albert_cli.training.objectives import clip_by_group_norm
 
     grads = [tf.constant([30.0, 40.0]), tf.constant([0.3, 0.4]), tf.constant([0.0, 0.0]), tf.constant([60.0, 80.0])]
     groups = [True, False, False, True]  # the bag's norm is 100 x sqrt(1.25); ALBERT's 0.5
-    out = [g.numpy() for g in clip_by_group_norm(tf, grads, groups, 1.0)]
+    out = [g.numpy() for g in clip_by_group_norm(grads, groups, 1.0)]
     np.testing.assert_allclose(out[1], [0.3, 0.4], rtol=1e-6)  # ALBERT's, below the norm: untouched
     bag_norm = np.sqrt(np.sum(out[0] ** 2) + np.sum(out[3] ** 2))
     np.testing.assert_allclose(bag_norm, 1.0, rtol=1e-5)
@@ -145,7 +145,7 @@ def test_gradients_are_clipped_per_member():
 
 
 def test_pick_share_takes_the_best_mix_and_breaks_ties_towards_even():
-    from albert_cli.train.finetune import pick_share
+    from albert_cli.training.finetune.selection import pick_share
 
     y = np.array([0, 1, 1, 0])
     albert = np.array([[1.0, 0], [1, 0], [0, 1], [0, 1]])  # right on rows 0 and 2

@@ -53,7 +53,7 @@ def _saved_and_raw_kernel(path):
 
 def test_finetune_saves_the_moving_average(tmp_path):
     write_two_class_csv(tmp_path)
-    common = ["d.csv", "--config", "tiny", "--max-steps", "5", "--lr", "1e-2"]
+    common = ["d.csv", "--config", "tiny", "--max-steps", "5", "--lr", "1e-2", "--keep-checkpoints"]
     res = run_albert("finetune", *common, "-o", "avg", cwd=tmp_path)  # the default from scratch: 0.995
     assert res.returncode == 0, res.stderr
     assert _training(tmp_path / "avg")["ema"] == 0.995

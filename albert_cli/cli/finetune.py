@@ -91,6 +91,10 @@ def finetune(
     skip_bad_rows: bool = SkipBadRowsOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints/--no-keep-checkpoints", help="Keep the resumable training state (OUTPUT/checkpoints: "
+        "weights, optimizer and loop state) in the finished model [default: dropped; the model serves without it]."
+    ),
     jit: bool = typer.Option(False, "--jit/--no-jit", help="XLA-compile the training step (compiles once per length bucket)."),
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32, bf16 (bfloat16 matmuls: about 1.5x faster on CPUs with AVX512_BF16/AMX) or auto (bf16 where native)."
@@ -104,7 +108,8 @@ def finetune(
     Without --init, trains a SentencePiece vocabulary and a small ALBERT from scratch.
     With --tapt-steps N, first adapts the model to the task's texts with ALBERT's own pretraining objective.
     """
-    from albert_cli.train.finetune import FinetuneOptions, run_finetune
+    from albert_cli.training.finetune.options import FinetuneOptions
+    from albert_cli.training.finetune.run import run_finetune
 
     opts = FinetuneOptions(
         train=train, output=str(output), dev=dev, dev_split=dev_split, init=init, config=config, tokenizer=str(tokenizer) if tokenizer else None,
@@ -113,8 +118,8 @@ def finetune(
         learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout, pooling=pooling, bow=bow,
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
-        overwrite=overwrite, resume=resume, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,
-        tapt_steps=tapt_steps, unlabeled=list(unlabeled or []), tapt_learning_rate=tapt_learning_rate, ema=ema,
+        overwrite=overwrite, resume=resume, keep_checkpoints=keep_checkpoints, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,
+        tapt_steps=tapt_steps, unlabeled=tuple(unlabeled or []), tapt_learning_rate=tapt_learning_rate, ema=ema,
     )
     result = run_finetune(opts)
     from albert_cli.console import info

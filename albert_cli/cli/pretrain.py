@@ -69,7 +69,8 @@ def pretrain(
     Prints one JSON line with the final figures on stdout. KERAS_BACKEND=jax trains with JAX
     (no TensorFlow); TF_CONFIG + --strategy multi-worker trains on several machines.
     """
-    from albert_cli.train.pretrain import PretrainOptions, run_pretrain
+    from albert_cli.training.pretrain.options import PretrainOptions
+    from albert_cli.training.pretrain.run import run_pretrain
 
     opts = PretrainOptions(
         corpus=list(corpus), output=str(output), tokenizer=str(tokenizer) if tokenizer else None, config=config,

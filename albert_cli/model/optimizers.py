@@ -350,6 +350,12 @@ class AveragingAdamW(keras.optimizers.AdamW):
     `ema_momentum` (0.995: after 199 steps). Keras' own average starts at the full
     momentum, which leaves a short run at about its first weights."""
 
+    def moving_averages(self, variables) -> list:
+        """The moving average of each of `variables` (None where it has none), to evaluate or keep it."""
+        if not self.use_ema:
+            return [None] * len(variables)
+        return [self._model_variables_moving_average[self._get_variable_index(v)] for v in variables]
+
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:
             return

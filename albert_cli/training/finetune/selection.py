@@ -1,0 +1,179 @@
+"""Dev evaluation during fine-tuning: metrics, the best weights, early stopping, the moving average, and what is
+picked on dev after training (ALBERT's share of the ensemble, multi-label thresholds)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from albert_cli.console import err_console, info
+from albert_cli.metrics import classification_metrics, multilabel_metrics, regression_metrics
+from albert_cli.model.heads import logits_to_probabilities
+from albert_cli.text.preprocessor import length_grouped_batches, pad_batch
+from albert_cli.training.loop import Callback, StepEvent
+from albert_cli.training.state import TrainState, load_weights, save_weights
+
+
+def dev_metrics(task: str, y_true, outputs, thresholds=None) -> dict:
+    """Dev metrics: `outputs` are probabilities (classification) or values (regression)."""
+    if task == "single_label":
+        return classification_metrics(y_true, outputs.argmax(-1), num_labels=outputs.shape[-1])
+    if task == "multi_label":
+        t = np.asarray(thresholds if thresholds is not None else [0.5] * outputs.shape[-1])
+        return multilabel_metrics(y_true, (outputs >= t).astype(np.int32))
+    return regression_metrics(y_true, outputs)
+
+
+def pick_share(members: np.ndarray, score, lower_is_better: bool = False) -> float:
+    """ALBERT's share of the ensemble's logits: the best of 0, 0.1, ..., 1 by `score`.
+
+    `members` [N, 2, outputs] holds ALBERT's and the bag's logits; `score(logits)` rates a mix (higher is better
+    unless `lower_is_better`). Ties go to the share nearest 0.5, the even mix the model starts with.
+    """
+    best, best_share = None, 0.5
+    for share in sorted(np.round(np.linspace(0.0, 1.0, 11), 1), key=lambda s: (abs(s - 0.5), s)):
+        value = score(share * members[:, 0] + (1.0 - share) * members[:, 1])
+        if best is None or (value < best if lower_is_better else value > best):
+            best, best_share = value, float(share)
+    return best_share
+
+
+def tune_thresholds(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
+    """Per-label threshold maximising that label's F1 on dev (0.5 where a label never occurs)."""
+    from sklearn.metrics import f1_score  # scikit-learn loads slowly; only multi-label runs need it
+
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    out = []
+    for j in range(probs.shape[1]):
+        if y_true[:, j].sum() == 0:
+            out.append(0.5)
+            continue
+        scores = [f1_score(y_true[:, j], probs[:, j] >= t, zero_division=0) for t in grid]
+        out.append(float(grid[int(np.argmax(scores))]))
+    return out
+
+
+class Evaluator:
+    """Compiled prediction over encoded examples (probabilities, or each member's logits).
+
+    Args:
+        model: the classifier.
+        task: single_label, multi_label or regression.
+        bucket: pad lengths to a multiple of this.
+        rows: with XLA, pad every batch to this many rows (one shape per length bucket).
+        jit: XLA-compile.
+    """
+
+    def __init__(self, model, task: str, bucket: int, rows: int | None, jit: bool):
+        from albert_cli._tf import import_tf
+
+        tf = import_tf()
+        self.bucket, self.rows, self.task = bucket, rows, task
+        spec = {k: tf.TensorSpec([None, None], tf.int32) for k in ("token_ids", "segment_ids", "padding_mask")}
+        def probabilities(inputs):
+            out = logits_to_probabilities(tf.cast(model(inputs, training=False), tf.float32), task)
+            return tf.squeeze(out, -1) if task == "regression" else out
+
+        self.probabilities = tf.function(probabilities, input_signature=[spec], jit_compile=jit)
+        self.members = None
+        if model.members is not None:
+            self.members = tf.function(
+                lambda inputs: tf.stack([tf.cast(m, tf.float32) for m in model.members(inputs, training=False)], 1),
+                input_signature=[spec], jit_compile=jit,
+            )
+
+    def predict(self, enc, step=None, batch_size: int = 64) -> np.ndarray:
+        """`step` (default: the probabilities) over encoded examples, in their order."""
+        step = step or self.probabilities
+        lengths = [len(e[0]) for e in enc]
+        out = [None] * len(enc)
+        for idx in length_grouped_batches(lengths, batch_size, None):
+            res = np.asarray(step(pad_batch(enc, idx, self.bucket, self.rows)))
+            for row, i in enumerate(idx):
+                out[i] = res[row]
+        return np.stack(out)
+
+
+def swap_averages(model, optimizer) -> None:
+    """Exchange the weights with the optimizer's moving averages (--ema); twice restores them."""
+    for var, avg in zip(model.trainable_variables, optimizer.moving_averages(model.trainable_variables)):
+        if avg is None:
+            continue
+        current = np.asarray(var)
+        var.assign(avg)
+        avg.assign(current)
+
+
+@contextlib.contextmanager
+def averaged(model, optimizer):
+    """The moving averages in the model for the duration (a no-op without --ema)."""
+    if not optimizer.use_ema:
+        yield
+        return
+    swap_averages(model, optimizer)
+    try:
+        yield
+    finally:
+        swap_averages(model, optimizer)
+
+
+class DevSelection(Callback):
+    """Evaluates on dev every `every` steps and at the end: keeps the best weights (of the moving average with
+    --ema), stops after `patience` evaluations without improvement, writes ``dev/*`` scalars.
+
+    Args:
+        evaluator: prediction on the dev examples.
+        dev_enc, y_dev: the encoded dev examples and their targets.
+        metric, lower_is_better: what picks the best step.
+        every, patience, total_steps: when to evaluate and stop.
+        best_path: where the best weights go (``checkpoints/best.safetensors``).
+        model, optimizer: the model whose weights are kept; the optimizer holding the averages.
+        scalars: a `TensorBoardScalars` for the dev metrics (or None).
+    """
+
+    def __init__(self, evaluator: Evaluator, dev_enc, y_dev, metric: str, lower_is_better: bool, every: int,
+                 patience: int | None, total_steps: int, best_path, model, optimizer, scalars=None):
+        self.evaluator, self.dev_enc, self.y_dev = evaluator, dev_enc, y_dev
+        self.metric, self.lower_is_better = metric, lower_is_better
+        self.every, self.patience, self.total_steps = every, patience, total_steps
+        self.best_path, self.model, self.optimizer, self.scalars = best_path, model, optimizer, scalars
+
+    def evaluate(self) -> dict:
+        return dev_metrics(self.evaluator.task, self.y_dev, self.evaluator.predict(self.dev_enc))
+
+    def _better(self, value, best) -> bool:
+        return best is None or (value < best if self.lower_is_better else value > best)
+
+    def on_step_end(self, event: StepEvent) -> None:
+        state = event.state
+        if state.step % self.every and not event.at_end:
+            return
+        with averaged(self.model, self.optimizer):  # the model that would be kept
+            metrics = self.evaluate()
+            value = metrics[self.metric]
+            improved = self._better(value, state.best)
+            if improved:
+                save_weights(self.best_path, self.model)
+        state.history.append({"step": state.step, **metrics})
+        if self.scalars is not None:
+            self.scalars.write(state.step, {f"dev/{k}": v for k, v in metrics.items()})
+        if improved:
+            state.best, state.best_step, state.bad_evals = value, state.step, 0
+        else:
+            state.bad_evals += 1
+        err_console.print(
+            f"step {state.step}/{self.total_steps}  loss {event.metrics['smoothed_loss']:.4f}  dev {self.metric} "
+            f"{value:.4f}" + ("  (best)" if improved else f"  (best {state.best:.4f} at step {state.best_step})"),
+            highlight=False,
+        )
+        if self.patience and state.bad_evals >= self.patience:
+            info(f"early stopping: no improvement in {self.patience} evaluations")
+            state.stop_reason = "patience"
+
+    def on_train_end(self, state: TrainState) -> None:
+        """Leave the weights to keep in the model: the best on dev, else the moving average, else the last."""
+        if state.best_step is not None:
+            load_weights(self.best_path, self.model)
+        elif self.optimizer.use_ema:
+            swap_averages(self.model, self.optimizer)
