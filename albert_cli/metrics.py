@@ -1,4 +1,7 @@
-"""Evaluation metrics, computed with scikit-learn and scipy (not hand-written formulas)."""
+"""Evaluation metrics, computed with scikit-learn and scipy (not hand-written formulas).
+
+Shared by `albert evaluate` (``albert_cli.inference.evaluate``) and fine-tuning's dev evaluation.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ def multilabel_metrics(y_true, y_pred) -> dict:
 
 
 def regression_metrics(y_true, y_pred) -> dict:
+    """MSE, MAE, Pearson and Spearman correlation (NaN when either side is constant)."""
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import mean_absolute_error, mean_squared_error
 
