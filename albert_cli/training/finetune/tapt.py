@@ -27,10 +27,12 @@ from albert_cli.weights import save_hf_dir
 from albert_cli.weights.loader import apply_to, load_pretrained
 
 
-def _copy_trainable(source, target) -> None:
-    """Trainable weights only: the target's dropout seed states stay its own, so a resumed run matches."""
-    for src, dst in zip(source.trainable_weights, target.trainable_weights):
-        dst.assign(src)
+def _copy_backbone(source, target) -> None:
+    """Every backbone weight, matched by path (a mean-pooled classifier freezes its unused pooler, so the trainable
+    lists differ); dropout seed states are not weights and stay the target's own, so a resumed run matches."""
+    by_path = {v.path: v for v in target.weights}
+    for variable in source.weights:
+        by_path[variable.path].assign(variable)
 
 
 def _options(plan: FinetunePlan, out: Path, documents: int, lr: float, resume: bool) -> PretrainOptions:
@@ -73,7 +75,7 @@ def _pretrain(plan: FinetunePlan, init: InitModel | None, model, tokenizer, spm_
     if init is not None:
         apply_to(pretrainer, init.weights)  # the checkpoint itself: its MLM/SOP heads too, when it has them
     else:  # exactly the backbone fine-tuning starts from
-        _copy_trainable(model.backbone, pretrainer.backbone)
+        _copy_backbone(model.backbone, pretrainer.backbone)
     optimizer = make_optimizer("lamb", lr, po.max_steps, int(0.025 * po.max_steps), weight_decay=po.weight_decay,
                                clipnorm=1.0)
     optimizer = runtime.compile(pretrainer, optimizer, pretraining_objective)
@@ -83,7 +85,7 @@ def _pretrain(plan: FinetunePlan, init: InitModel | None, model, tokenizer, spm_
                       resume_from=out / "checkpoints" if resume else None, label="tapt")
     info(f"pretraining {runtime.name}/{runtime.strategy_name}: batch {po.batch_size}, seq {po.max_seq_length}")
     result = train(run, po.max_steps, out)
-    _copy_trainable(pretrainer.backbone, model.backbone)
+    _copy_backbone(pretrainer.backbone, model.backbone)
     save_hf_dir(pretrainer, out, config=plan.config)
     meta = {"format": "albert-cli-pretrain", "format_version": 1, **result, "options": po.to_dict(),
             "learning_rate": lr}
