@@ -58,7 +58,7 @@ def main() -> None:
     import pandas as pd
 
     texts = pd.read_csv(ag / "test.csv")["text"].astype(str).tolist()
-    from albert_cli.predict import make_predictor
+    from albert_cli.inference.predict import make_predictor
 
     rows, results = [], {}
     for name, path in dirs.items():

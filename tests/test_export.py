@@ -194,7 +194,7 @@ def test_savedmodel_graph_matches_numpy_serving_outputs(task):
     from albert_cli._tf import import_tf
     from albert_cli.artifacts.savedmodel import build_serving_module
     from albert_cli.inference.base import serving_outputs
-    from albert_cli.modeldir import ModelMeta
+    from albert_cli.artifacts.modeldir import ModelMeta
     from albert_cli.text.spm import SentencePieceTokenizer
 
     tf = import_tf()

@@ -482,7 +482,7 @@ def test_model_set_aside_by_a_crashed_commit_is_restored(tmp_path, model):
 
 
 def test_recover_ignores_a_commit_in_progress(tmp_path):
-    from albert_cli.modeldir import recover
+    from albert_cli.artifacts.modeldir import recover
 
     aside = tmp_path / f".m.old-{os.getpid()}-1"  # our own (live) pid: a commit in progress
     aside.mkdir()

@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 
 from albert_cli._tf import import_tf
+from albert_cli.artifacts.modeldir import ASSETS, META_FILE, ModelMeta, atomic_write_text
 from albert_cli.inference.base import sequence_length
-from albert_cli.modeldir import ASSETS, META_FILE, ModelMeta, atomic_write_text
 from albert_cli.text.tokenizers import make_in_graph_tokenizer
 from albert_cli.weights.hf import save_hf_dir
 

@@ -35,7 +35,7 @@ from albert_cli.data.readers import read_dataset
 from albert_cli.errors import DataError, ModelError, UsageError
 from albert_cli.inference.base import output_key
 from albert_cli.inference.lite import INPUT_NAMES, Packer, Runner, first_line, make_interpreter
-from albert_cli.modeldir import (
+from albert_cli.artifacts.modeldir import (
     ASSETS, META_FILE, TFLITE_FILE, ModelMeta, atomic_write_text, commit, discard_if_empty, is_tflite_dir,
     load_saved_model, open_model_dir, prepare_output,
 )

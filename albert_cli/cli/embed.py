@@ -35,7 +35,7 @@ def embed(
     from albert_cli.data.sources import is_stdin
     from albert_cli.errors import DataError, ModelError
     from albert_cli.inference.embed import Embedder, embed_lines
-    from albert_cli.modeldir import is_tflite_dir
+    from albert_cli.artifacts.modeldir import is_tflite_dir
 
     if not is_stdin(input):
         if not os.path.exists(input):

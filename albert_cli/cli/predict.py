@@ -34,7 +34,7 @@ def predict(
     from albert_cli.inference.base import check_batch_size
     from albert_cli.inference.predict import make_predictor, predict_lines, predict_table
     from albert_cli.inference.writers import OutputOptions, Writer
-    from albert_cli.modeldir import open_model_dir
+    from albert_cli.artifacts.modeldir import open_model_dir
 
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")

@@ -12,8 +12,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from albert_cli.artifacts.modeldir import ModelMeta, open_model_dir
 from albert_cli.errors import UsageError
-from albert_cli.modeldir import ModelMeta, open_model_dir
 
 Outputs = dict[str, np.ndarray]
 
@@ -113,7 +113,7 @@ class BasePredictor:
     texts into batches of similar length and restores the input order.
 
     Args:
-        model_dir: a model directory (`albert_cli.modeldir.open_model_dir` accepts it).
+        model_dir: a model directory (`albert_cli.artifacts.modeldir.open_model_dir` accepts it).
         batch_size: texts per batch.
     """
 

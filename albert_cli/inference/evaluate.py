@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from albert_cli.artifacts.modeldir import ModelMeta, atomic_write_text, open_model_dir
 from albert_cli.console import err_console, warn
 from albert_cli.data.labels import LABEL_KINDS, LabelVocab
 from albert_cli.data.readers import read_dataset
@@ -15,7 +16,6 @@ from albert_cli.inference.base import check_batch_size
 from albert_cli.inference.predict import make_predictor
 from albert_cli.inference.writers import OutputOptions, format_rows
 from albert_cli.metrics import classification_metrics, multilabel_metrics, regression_metrics
-from albert_cli.modeldir import ModelMeta, atomic_write_text, open_model_dir
 
 SUMMARY_KEYS = ("accuracy", "subset_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mse", "mae", "pearson", "spearman")
 

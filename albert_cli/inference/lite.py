@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from albert_cli._tf import _quiet_stderr_fd, import_tf
+from albert_cli.artifacts.modeldir import TFLITE_FILE, ModelMeta
 from albert_cli.errors import ModelError
 from albert_cli.inference.base import BasePredictor, Outputs, sequence_length, serving_outputs
-from albert_cli.modeldir import TFLITE_FILE, ModelMeta
 from albert_cli.text.packing import Packed, pack_batch
 from albert_cli.text.tokenizers import tokenizer_for_model_dir
 

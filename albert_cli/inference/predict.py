@@ -6,12 +6,12 @@ Predictions are batched, length-grouped and order-preserving; output is written 
 
 from __future__ import annotations
 
+from albert_cli.artifacts.modeldir import is_tflite_dir, recover
 from albert_cli.inference.base import BasePredictor
 from albert_cli.inference.lite import LitePredictor
 from albert_cli.inference.saved import SavedModelPredictor
 from albert_cli.inference.streaming import chunked, iter_lines, stream_wait
 from albert_cli.inference.writers import Writer, format_rows
-from albert_cli.modeldir import is_tflite_dir, recover
 
 
 def make_predictor(model_dir, batch_size: int = 32) -> BasePredictor:

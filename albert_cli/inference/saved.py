@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from albert_cli._tf import apply_inference_precision, import_tf, inference_precision
+from albert_cli.artifacts.modeldir import load_saved_model
 from albert_cli.errors import ModelError
 from albert_cli.inference.base import BasePredictor, Outputs
-from albert_cli.modeldir import load_saved_model
 
 
 class SavedModelPredictor(BasePredictor):

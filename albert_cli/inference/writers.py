@@ -11,8 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
+from albert_cli.artifacts.modeldir import ModelMeta
 from albert_cli.errors import UsageError
-from albert_cli.modeldir import ModelMeta
 
 OUTPUT_FORMATS = ("jsonl", "tsv", "csv", "label")
 

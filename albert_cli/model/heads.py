@@ -152,7 +152,7 @@ class MixLogits(layers.Layer):
     """`share * first + (1 - share) * second`: how the classifier combines ALBERT's logits with the bag's.
 
     `share` (non-trainable, shape [1]) is 0.5 until a trainer picks it on development data
-    (`finetune --dev` does: see `albert_cli.train.finetune`).
+    (`finetune --dev` does: see `albert_cli.training.finetune.selection`).
     """
 
     def build(self, first_shape, second_shape=None):

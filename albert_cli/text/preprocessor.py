@@ -11,6 +11,7 @@ import numpy as np
 
 from albert_cli.errors import UsageError
 from albert_cli.text.packing import pack
+from albert_cli.text.tokenizers import make_in_graph_tokenizer
 
 MIN_SEQUENCE_LENGTH = 8
 MAX_SEQUENCE_LENGTH = 4096
@@ -79,8 +80,6 @@ class Preprocessor:
 
     def in_graph(self, signatures: bool = True):
         """The TensorFlow tokenizer for the exported SavedModel, with this sequence length."""
-        from albert_cli.text.tokenizers import make_in_graph_tokenizer
-
         return make_in_graph_tokenizer(self.tokenizer, self.sequence_length, signatures=signatures)
 
 

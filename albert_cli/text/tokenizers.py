@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Union
 
+from albert_cli.artifacts.modeldir import ASSETS, META_FILE
 from albert_cli.errors import ModelError
-from albert_cli.modeldir import ASSETS, META_FILE
 from albert_cli.text.constants import SENTENCEPIECE, TOKENIZER_KINDS, TOKENIZER_META, WORDPIECE, default_vocab_file
 from albert_cli.text.normalize import NormalizerOptions
 from albert_cli.text.spm import SentencePieceTokenizer

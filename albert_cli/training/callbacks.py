@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from albert_cli._tf import import_tf
 from albert_cli.console import err_console, info, progress
 from albert_cli.training.loop import Callback, StepEvent
 from albert_cli.training.state import TrainState, save_checkpoint
@@ -64,8 +65,6 @@ class TensorBoardScalars(Callback):
     """
 
     def __init__(self, logdir: Path, scalars: Callable[[StepEvent], dict], every: int = 1):
-        from albert_cli._tf import import_tf
-
         self.tf = import_tf()
         self.writer = self.tf.summary.create_file_writer(str(logdir))
         self.scalars, self.every = scalars, every

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from albert_cli.modeldir import check_output, commit, discard_if_empty, partial_dir, prepare_output
+from albert_cli.artifacts.modeldir import check_output, commit, discard_if_empty, make_staging, partial_dir
 
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
@@ -62,10 +62,10 @@ class RunDir:
         check_output(self.out, self.overwrite, self.resume)
 
     def open(self) -> Path:
-        """Create (or, resuming, keep) the staging directory; returns it."""
+        """Create (or, resuming, keep) the staging directory; returns it. Call `check` first."""
         if not self.is_chief:
             return self.staging
-        prepare_output(self.out, self.overwrite, self.resume)
+        make_staging(self.out, self.resume)
         finished_logs = self.out / LOGS
         if self.resume and finished_logs.is_dir() and not self.logs.exists():
             shutil.copytree(finished_logs, self.logs)  # continuing a finished run

@@ -18,8 +18,13 @@ import contextlib
 import importlib.util
 import os
 
+import keras
+
+from albert_cli._tf import import_tf
 from albert_cli.errors import UsageError
 from albert_cli.training.distribute import cluster_role, make_strategy, planned_strategy, tf_config
+from albert_cli.training.objectives import clip_by_group_norm
+from albert_cli.training.runtime_jax import JaxRuntime
 
 
 def backend_name() -> str:
@@ -39,8 +44,6 @@ def make_runtime(strategy: str = "none", jit: bool = False, fp16: bool = False, 
     if backend == "jax":
         if importlib.util.find_spec("jax") is None:
             raise UsageError("KERAS_BACKEND=jax, but the jax package is not installed (pip install jax)")
-        from albert_cli.training.runtime_jax import JaxRuntime
-
         return JaxRuntime()
     if backend != "tensorflow":
         raise UsageError(f"KERAS_BACKEND={backend} is not supported by {command} (use tensorflow or jax)")
@@ -61,8 +64,6 @@ class TFRuntime:
     name = "tensorflow"
 
     def __init__(self, strategy: str = "none", jit: bool = False, fp16: bool = False):
-        from albert_cli._tf import import_tf
-
         self.tf = tf = import_tf()
         self.jit, self.fp16 = jit, fp16
         self.num_workers, self.worker_index, self.is_chief = 1, 0, True
@@ -80,8 +81,6 @@ class TFRuntime:
         self._train_step = None
 
     def seed(self, seed: int, deterministic: bool) -> None:
-        import keras
-
         keras.utils.set_random_seed(seed)
         if deterministic:
             self.tf.config.experimental.enable_op_determinism()
@@ -91,8 +90,6 @@ class TFRuntime:
 
     def compile(self, model, optimizer, objective, signature=None, clip_groups=None, clip_norm: float = 1.0):
         """Build the optimizer and trace the step; returns the optimizer (wrapped for fp16)."""
-        import keras
-
         if self.fp16:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         if self.strategy is None:
@@ -112,8 +109,6 @@ class TFRuntime:
         return metrics, tape.gradient(loss, model.trainable_variables)
 
     def _plain_step(self, model, optimizer, objective, signature, clip_groups, clip_norm):
-        from albert_cli.training.objectives import clip_by_group_norm
-
         def train_step(batch):
             metrics, grads = self._gradients(model, optimizer, objective, batch)
             if clip_groups is not None:

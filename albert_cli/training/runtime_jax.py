@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import random
 
+import keras
 import numpy as np
+from keras.src.backend.common import global_state
+
+from albert_cli.training.objectives import clip_by_group_norm
 
 
 def seed_everything(seed: int) -> None:
     """Python, NumPy and Keras seeds, without importing TensorFlow."""
-    from keras.src.backend.common import global_state
-
     random.seed(seed)
     np.random.seed(seed)
     global_state.set_global_attribute("global_random_seed", seed)
@@ -53,8 +55,6 @@ class JaxRuntime:
             trainable, non_trainable, opt_vars = state
             (_, (metrics, non_trainable)), grads = grad_fn(trainable, non_trainable, batch)
             if clip_groups is not None:
-                from albert_cli.training.objectives import clip_by_group_norm
-
                 grads = clip_by_group_norm(grads, clip_groups, clip_norm)
             trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
             return metrics, (trainable, non_trainable, opt_vars)
@@ -65,8 +65,6 @@ class JaxRuntime:
 
     @staticmethod
     def _loss_fn(model, objective):
-        import keras
-
         def loss_fn(trainable, non_trainable, batch):
             mapping = list(zip(model.trainable_variables, trainable))
             mapping += list(zip(model.non_trainable_variables, non_trainable))

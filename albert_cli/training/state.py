@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from albert_cli.errors import ModelError
 
@@ -65,8 +66,6 @@ def _variables(model, optimizer) -> dict[str, object]:
 
 
 def _write_tensors(path: Path, variables: dict) -> None:
-    from safetensors.numpy import save_file
-
     arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in variables.items()}
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     save_file(arrays, str(tmp))
@@ -96,8 +95,6 @@ def _assign(path: Path, arrays: dict, variables: dict) -> None:
 
 
 def _read_tensors(path: Path) -> dict:
-    from safetensors.numpy import load_file
-
     try:
         return load_file(str(path))
     except Exception as exc:

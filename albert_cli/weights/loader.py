@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from albert_cli.artifacts.modeldir import ASSETS, recover
 from albert_cli.errors import ModelError
-from albert_cli.modeldir import ASSETS, recover
 from albert_cli.text.constants import HF_TOKENIZER_CONFIG, SPIECE_MODEL, VOCAB_TXT
 from albert_cli.weights.common import LoadedWeights, find_tokenizer, head_of
 from albert_cli.weights.google import CHECKPOINT_PREFIX, load_google_dir

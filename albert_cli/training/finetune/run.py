@@ -13,19 +13,25 @@ import keras
 import numpy as np
 
 from albert_cli._tf import apply_inference_precision, import_tf, inference_precision
+from albert_cli.artifacts.modeldir import ModelMeta, open_model_dir
 from albert_cli.artifacts.savedmodel import export_model_dir
 from albert_cli.console import info
 from albert_cli.errors import Interrupted, ModelError, UsageError
 from albert_cli.model.heads import logits_to_probabilities
-from albert_cli.modeldir import ModelMeta, open_model_dir
 from albert_cli.text.preprocessor import length_grouped_batches, pad_batch
 from albert_cli.training.callbacks import Checkpointing, ProgressBar, TensorBoardScalars, Throughput
 from albert_cli.training.finetune.build import build
 from albert_cli.training.finetune.data import FinetuneData, read_data, sample_weights
 from albert_cli.training.finetune.options import FinetuneOptions
 from albert_cli.training.finetune.plan import CLIP_NORM, FinetunePlan, InitModel, make_plan
-from albert_cli.training.finetune.selection import (DevSelection, Evaluator, dev_metrics, pick_share, swap_averages,
-                                                    tune_thresholds)
+from albert_cli.training.finetune.selection import (
+    DevSelection,
+    Evaluator,
+    dev_metrics,
+    pick_share,
+    swap_averages,
+    tune_thresholds,
+)
 from albert_cli.training.finetune.tapt import adapt
 from albert_cli.training.finetune.tokenizer import prepare_tokenizer
 from albert_cli.training.loop import Callback, StepEvent, Trainer

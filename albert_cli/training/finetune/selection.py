@@ -7,6 +7,7 @@ import contextlib
 
 import numpy as np
 
+from albert_cli._tf import import_tf
 from albert_cli.console import err_console, info
 from albert_cli.metrics import classification_metrics, multilabel_metrics, regression_metrics
 from albert_cli.model.heads import logits_to_probabilities
@@ -66,8 +67,6 @@ class Evaluator:
     """
 
     def __init__(self, model, task: str, bucket: int, rows: int | None, jit: bool):
-        from albert_cli._tf import import_tf
-
         tf = import_tf()
         self.bucket, self.rows, self.task = bucket, rows, task
         spec = {k: tf.TensorSpec([None, None], tf.int32) for k in ("token_ids", "segment_ids", "padding_mask")}

@@ -8,13 +8,14 @@ import json
 import shutil
 from pathlib import Path
 
+from albert_cli.artifacts.modeldir import ASSETS, atomic_write_text
 from albert_cli.console import info, warn
 from albert_cli.data.pretraining import iter_documents, vocab_from_sentencepiece
 from albert_cli.errors import DataError, UsageError
 from albert_cli.model.backbone import AlbertBackbone
 from albert_cli.model.heads import AlbertPretrainer
 from albert_cli.model.optimizers import make_optimizer
-from albert_cli.modeldir import atomic_write_text
+from albert_cli.text.constants import SPIECE_MODEL
 from albert_cli.training import tapt
 from albert_cli.training.finetune.plan import FinetunePlan, InitModel
 from albert_cli.training.objectives import pretraining_objective
@@ -39,7 +40,7 @@ def _options(plan: FinetunePlan, out: Path, documents: int, lr: float, resume: b
     o = plan.options
     steps = o.tapt_steps
     return PretrainOptions(
-        corpus=[f"{o.train} (task texts)"], output=str(out), tokenizer="spiece.model", init=o.init or "scratch",
+        corpus=[f"{o.train} (task texts)"], output=str(out), tokenizer=SPIECE_MODEL, init=o.init or "scratch",
         format="txt", max_seq_length=plan.max_seq_length,
         max_predictions_per_seq=tapt.max_predictions(plan.max_seq_length), batch_size=max(1, min(o.batch_size,
         documents)), learning_rate=lr, max_steps=steps, save_every=max(50, min(1000, steps // 5)),
@@ -142,5 +143,5 @@ def adapt(plan: FinetunePlan, init: InitModel | None, model, choice, data, train
         info(f"task-adaptive pretraining already done ({done.name}/): skipping it")
         apply_to(model, load_pretrained(done), heads=())  # the backbone; the classifier head stays as it was
     else:
-        figures = _pretrain(plan, init, model, choice.tokenizer, staging / "assets" / "spiece.model", data, done)
+        figures = _pretrain(plan, init, model, choice.tokenizer, staging / ASSETS / SPIECE_MODEL, data, done)
     return _report(figures, train_enc, choice.tokenizer)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from albert_cli.console import info
+from albert_cli.text.constants import SENTENCEPIECE, SPIECE_MODEL, TOKENIZER_META, VOCAB_TXT, WORDPIECE
 from albert_cli.text.normalize import NormalizerOptions
 from albert_cli.text.spm import SentencePieceTokenizer, VocabTooLarge, train_sentencepiece, write_sidecar
 from albert_cli.text.tokenizers import tokenizer_for_pretrained
@@ -21,8 +22,8 @@ from albert_cli.training.finetune.options import FinetuneOptions
 from albert_cli.training.tapt import iter_unlabeled_texts
 
 DEFAULT_VOCAB_SIZE = 8000
-SPM_SPEC = {"kind": "sentencepiece", "file": "spiece.model"}
-WORDPIECE_SPEC = {"kind": "wordpiece", "file": "vocab.txt"}
+SPM_SPEC = {"kind": SENTENCEPIECE, "file": SPIECE_MODEL}
+WORDPIECE_SPEC = {"kind": WORDPIECE, "file": VOCAB_TXT}
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class TokenizerChoice:
 
     @property
     def is_sentencepiece(self) -> bool:
-        return self.spec["kind"] == "sentencepiece"
+        return self.spec["kind"] == SENTENCEPIECE
 
 
 def prepare_tokenizer(o: FinetuneOptions, pretrained, assets: Path, texts) -> TokenizerChoice:
@@ -48,14 +49,14 @@ def prepare_tokenizer(o: FinetuneOptions, pretrained, assets: Path, texts) -> To
         texts: the training texts (and pairs), for a new vocabulary.
     """
     assets.mkdir(parents=True, exist_ok=True)
-    target = assets / "spiece.model"
-    chosen = o.resume and (target.exists() or (assets / "vocab.txt").exists())
+    target = assets / SPIECE_MODEL
+    chosen = o.resume and (target.exists() or (assets / VOCAB_TXT).exists())
     if not chosen and pretrained is not None:
         tok = tokenizer_for_pretrained(pretrained)  # SentencePiece or WordPiece, as the checkpoint has
-        if pretrained.tokenizer.kind == "wordpiece":
-            shutil.copyfile(pretrained.tokenizer.path, assets / "vocab.txt")
+        if pretrained.tokenizer.kind == WORDPIECE:
+            shutil.copyfile(pretrained.tokenizer.path, assets / VOCAB_TXT)
             normalizer = NormalizerOptions(lowercase=tok.do_lower_case, strip_accents=tok.do_lower_case)
-            (assets / "tokenizer.json").write_text(json.dumps({**WORDPIECE_SPEC, "normalizer": normalizer.to_dict()}))
+            (assets / TOKENIZER_META).write_text(json.dumps({**WORDPIECE_SPEC, "normalizer": normalizer.to_dict()}))
             return TokenizerChoice(tok, WORDPIECE_SPEC, normalizer)
         shutil.copyfile(pretrained.tokenizer.path, target)
         write_sidecar(target, tok.normalizer, source=str(o.init))
@@ -65,9 +66,9 @@ def prepare_tokenizer(o: FinetuneOptions, pretrained, assets: Path, texts) -> To
         write_sidecar(target, given.normalizer, source=str(o.tokenizer))
     elif not chosen:
         _train_vocabulary(o, assets / "spiece", list(texts))
-    if (assets / "vocab.txt").is_file() and not target.exists():  # resuming a WordPiece run
-        lower = json.loads((assets / "tokenizer.json").read_text())["normalizer"]["lowercase"]
-        tok = WordPieceTokenizer.from_file(assets / "vocab.txt", do_lower_case=lower)
+    if (assets / VOCAB_TXT).is_file() and not target.exists():  # resuming a WordPiece run
+        lower = json.loads((assets / TOKENIZER_META).read_text())["normalizer"]["lowercase"]
+        tok = WordPieceTokenizer.from_file(assets / VOCAB_TXT, do_lower_case=lower)
         return TokenizerChoice(tok, WORDPIECE_SPEC, NormalizerOptions(lowercase=lower, strip_accents=lower))
     tok = SentencePieceTokenizer.from_file(target)
     return TokenizerChoice(tok, SPM_SPEC, tok.normalizer)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 
+from albert_cli.artifacts.modeldir import atomic_write_text
 from albert_cli.console import info, warn
 from albert_cli.data.pretraining import PretrainingStream, iter_documents, vocab_from_sentencepiece
 from albert_cli.errors import DataError, Interrupted, ModelError, UsageError
@@ -22,15 +23,20 @@ from albert_cli.model.backbone import AlbertBackbone
 from albert_cli.model.config import AlbertConfig
 from albert_cli.model.heads import AlbertPretrainer
 from albert_cli.model.optimizers import make_optimizer
-from albert_cli.modeldir import atomic_write_text
+from albert_cli.text.constants import HF_TOKENIZER_CONFIG, SPIECE_MODEL
 from albert_cli.text.preprocessor import check_sequence_length
 from albert_cli.text.spm import SentencePieceTokenizer, sidecar_path
 from albert_cli.training.distribute import cluster_role, planned_strategy, tf_config
 from albert_cli.training.objectives import pretraining_objective
 from albert_cli.training.pretrain.corpus import check_corpus_file, iter_corpus_lines
 from albert_cli.training.pretrain.loop import PretrainRun, train
-from albert_cli.training.pretrain.options import DEFAULT_CONFIG, META_FILE, PRECISIONS, PretrainOptions, \
-    default_learning_rate
+from albert_cli.training.pretrain.options import (
+    DEFAULT_CONFIG,
+    META_FILE,
+    PRECISIONS,
+    PretrainOptions,
+    default_learning_rate,
+)
 from albert_cli.training.rundir import RunDir
 from albert_cli.training.runtime import backend_name, make_runtime
 from albert_cli.weights import save_google_checkpoint, save_hf_dir
@@ -89,7 +95,7 @@ def pretraining_config(o: PretrainOptions, pretrained, vocab_size: int) -> Alber
 
 def setup_tokenizer(o: PretrainOptions, pretrained, staging: Path):
     """Copy the SentencePiece model (+ its PREFIX.json normalizer) into the output; returns (tokenizer, vocab)."""
-    target = staging / "spiece.model"
+    target = staging / SPIECE_MODEL
     source = Path(o.tokenizer) if o.tokenizer else None
     if source is None and pretrained is not None:
         tok = pretrained.tokenizer
@@ -146,7 +152,7 @@ def export(o: PretrainOptions, staging: Path, model, config: AlbertConfig, token
     save_hf_dir(model, staging, config=config)
     n = tokenizer.normalizer
     atomic_write_text(
-        staging / "tokenizer_config.json",
+        staging / HF_TOKENIZER_CONFIG,
         json.dumps({"tokenizer_class": "AlbertTokenizer", "do_lower_case": n.lowercase,
                     "keep_accents": not n.strip_accents, "remove_space": True,
                     "model_max_length": config.max_position_embeddings}, indent=1),
@@ -158,7 +164,7 @@ def export(o: PretrainOptions, staging: Path, model, config: AlbertConfig, token
         (google / "checkpoint").write_text(
             f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
         )
-        shutil.copyfile(staging / "spiece.model", google / "spiece.model")
+        shutil.copyfile(staging / SPIECE_MODEL, google / SPIECE_MODEL)
     atomic_write_text(staging / META_FILE, json.dumps(meta, indent=1, default=str))
 
 
@@ -209,6 +215,8 @@ def run_pretrain(o: PretrainOptions) -> dict:
     multi = backend_name() == "tensorflow" and planned_strategy(o.strategy) == "multi-worker"
     _, index, chief = cluster_role(tf_config()) if multi else (1, 0, True)
     run_dir = RunDir(Path(o.output), o.overwrite, o.resume, worker=None if chief else index)
+    if chief:
+        run_dir.check()
     run_dir.open()
     try:
         result = _pretrain(o, run_dir)

@@ -20,7 +20,7 @@ half-written ``OUT`` (``--resume`` continues from ``OUT.partial``).
 
 ``albert export --format tflite`` writes the other accepted kind: ``model.tflite``
 at the root instead of the SavedModel, with ``assets/albert_cli.json`` and the
-tokenizer files (see ``albert_cli.lite``).
+tokenizer files (see ``albert_cli.artifacts.tflite``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from albert_cli.console import warn
 from albert_cli.errors import ModelError, UsageError
 
 FORMAT = "albert-cli-model"
@@ -93,8 +94,14 @@ def check_output(out: Path, overwrite: bool, resume: bool) -> None:
 
 def prepare_output(out: Path, overwrite: bool, resume: bool) -> Path:
     """Check that OUT may be written; return the staging directory to build it in."""
-    out = Path(out)
     check_output(out, overwrite, resume)
+    return make_staging(out, resume)
+
+
+def make_staging(out: Path, resume: bool) -> Path:
+    """The staging directory OUT.partial: fresh, or (resuming) kept or seeded from a finished OUT's checkpoints.
+    Call `check_output` first."""
+    out = Path(out)
     try:
         out.absolute().parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -184,8 +191,6 @@ def recover(out: Path) -> bool:
         return False
     restored = False
     if not out.exists():
-        from albert_cli.console import warn
-
         newest = leftovers.pop(0)[0]
         os.rename(newest, out)
         _fsync_path(out.absolute().parent)
@@ -233,7 +238,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def is_tflite_dir(path) -> bool:
     """True for a TFLite export (``model.tflite``, no ``saved_model.pb``): predict/evaluate run it
-    with the TFLite interpreter (`albert_cli.lite`)."""
+    with the TFLite interpreter (`albert_cli.inference.lite`)."""
     path = Path(path)
     return (path / TFLITE_FILE).is_file() and not (path / "saved_model.pb").is_file()
 
