@@ -17,8 +17,7 @@ import re
 import sys
 import threading
 
-from albert_cli.console import debug_enabled
-from albert_cli.errors import UsageError
+from albert_cli.errors import UsageError, debug_enabled
 
 
 def setup_env() -> None:

@@ -8,12 +8,9 @@ import sys
 
 from rich.console import Console
 
+from albert_cli.errors import debug_enabled  # noqa: F401  (re-exported: the console's callers ask it)
+
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def debug_enabled() -> bool:
-    """Whether $ALBERT_DEBUG asks for full tracebacks and the libraries' own logs."""
-    return os.environ.get("ALBERT_DEBUG", "").strip() not in ("", "0", "false", "no")
 
 
 def info(message: str) -> None:

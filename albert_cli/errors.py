@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -12,6 +13,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
+
+
+def debug_enabled() -> bool:
+    """Whether $ALBERT_DEBUG asks for full tracebacks and the libraries' own logs."""
+    return os.environ.get("ALBERT_DEBUG", "").strip() not in ("", "0", "false", "no")
 
 class AlbertError(Exception):
     """A problem with the user's data, model or environment (exit code 1).

@@ -68,9 +68,13 @@ def _variables(model, optimizer) -> dict[str, object]:
 def _write_tensors(path: Path, variables: dict) -> None:
     arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in variables.items()}
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_file(arrays, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        save_file(arrays, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except Exception as exc:  # a full disk reaches us as safetensors' SafetensorError, not as OSError
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{path}: cannot write the checkpoint ({' '.join(str(exc).split())[:200]})") from None
     os.replace(tmp, path)
 
 

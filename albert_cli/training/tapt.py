@@ -35,7 +35,7 @@ FIGURES_FILE = "tapt.json"  # the summary figures, next to albert_pretrain.json;
 SCRATCH_LEARNING_RATE = 1e-3  # LAMB, a model trained from scratch; with --init: `albert pretrain`'s default
 SHUFFLE_BUFFER = 2048
 # A masked LM whose loss is not this far below the unigram entropy has learned word
-# frequencies only: fine-tuning from it was worse than from a random start (ag_news).
+# frequencies only: fine-tuning from it was worse than from a random start (see bench/README.md).
 CONTEXT_MARGIN = 0.2
 MAX_PREDICTIONS = 20  # ALBERT's masked positions per 128-token sequence
 FIGURES = ("steps", "seconds", "first_loss", "final_loss", "final_mlm_loss", "final_mlm_accuracy",

@@ -19,7 +19,7 @@ from albert_cli.training.finetune.data import FinetuneData
 from albert_cli.training.finetune.options import FinetuneOptions
 from albert_cli.training.finetune.tokenizer import TokenizerChoice
 
-SCRATCH_MAX_STEPS = 1500  # step budget from scratch when --epochs is not given (about 15 minutes on two cores)
+SCRATCH_MAX_STEPS = 1500  # step budget from scratch when --epochs is not given (see bench/README.md)
 SCRATCH_MAX_SEQ_LENGTH = 128  # longer inputs stalled a small model from scratch (bench/README.md)
 SCRATCH_EMA = 0.995
 CLIP_NORM = 1.0  # global-norm gradient clipping, as the original run_classifier.py (per member with the bag)
