@@ -52,7 +52,8 @@ def albert(code: Path, args: list, cwd: Path) -> dict:
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"albert {' '.join(map(str, args[:2]))} failed with {code}:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    lines = res.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {}
 
 
 def loss_wall_times(logdir: Path) -> dict[int, float]:

@@ -216,10 +216,8 @@ def w_hf_infer(p: dict) -> dict:
 
 
 def w_ours_train(p: dict) -> dict:
-    """The train step `albert finetune` compiles (finetune._Loop), on random data."""
+    """The train step `albert finetune` compiles (`TFRuntime` with the fine-tuning objective), on random data."""
     tf = _tf()
-    import types
-
     import keras
     import numpy as np
 

@@ -27,14 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from albert_cli.console import warn
-from albert_cli.data.sources import (  # noqa: F401  (check_input_file, utf8_lines: re-exported)
-    check_input_file,
-    display_name,
-    is_stdin,
-    open_input,
-    sniff_encoding,
-    utf8_lines,
-)
+from albert_cli.data.sources import display_name, is_stdin, open_input, sniff_encoding
 from albert_cli.errors import DataError, UsageError
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")

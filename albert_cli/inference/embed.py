@@ -33,6 +33,7 @@ from albert_cli.inference.streaming import chunked, iter_lines, stream_wait
 from albert_cli.model.config import AlbertConfig
 from albert_cli.model.kinds import EMBED_POOLINGS
 from albert_cli.text.packing import pack_batch
+from albert_cli.text.preprocessor import check_sequence_length
 from albert_cli.text.tokenizers import tokenizer_for_pretrained
 from albert_cli.weights import build_backbone, load_pretrained
 
@@ -44,8 +45,7 @@ def _check_options(pooling: str | None, batch_size: int, max_seq_length: int | N
     if pooling is not None and pooling not in EMBED_POOLINGS:
         raise UsageError(f"--pooling must be one of {', '.join(EMBED_POOLINGS)}, got '{pooling}'")
     check_batch_size(batch_size)
-    if max_seq_length is not None and max_seq_length < 2:
-        raise UsageError(f"--max-seq-length must be at least 2, got {max_seq_length}")
+    check_sequence_length(max_seq_length, minimum=2)
 
 
 def embed_sequence_length(config: AlbertConfig, max_seq_length: int | None = None) -> int:
@@ -56,9 +56,7 @@ def embed_sequence_length(config: AlbertConfig, max_seq_length: int | None = Non
     limit = config.max_position_embeddings
     if max_seq_length is None:
         return min(DEFAULT_MAX_SEQ_LENGTH, limit)
-    if max_seq_length > limit:
-        raise UsageError(f"--max-seq-length {max_seq_length} exceeds the model's max_position_embeddings ({limit})")
-    return int(max_seq_length)
+    return check_sequence_length(max_seq_length, limit, minimum=2)
 
 
 def _pooled_function(tf, backbone, pooling: str, normalize: bool):

@@ -17,21 +17,24 @@ MIN_SEQUENCE_LENGTH = 8
 MAX_SEQUENCE_LENGTH = 4096
 
 
-def check_sequence_length(length: int | None, positions: int | None = None,
-                          option: str = "--max-seq-length") -> int | None:
+def check_sequence_length(length: int | None, positions: int | None = None, option: str = "--max-seq-length",
+                          minimum: int = MIN_SEQUENCE_LENGTH) -> int | None:
     """`length` if it is a usable sequence length (None passes), else a UsageError naming `option`.
 
     Args:
         length: the tokens per example, [CLS] and [SEP]s included.
         positions: the model's position embeddings, when known.
         option: the option the length came from.
+        minimum: the shortest allowed (`embed` takes 2: [CLS] and [SEP] alone).
     """
     if length is None:
         return None
-    if not MIN_SEQUENCE_LENGTH <= length <= MAX_SEQUENCE_LENGTH:
-        raise UsageError(f"{option} must be between {MIN_SEQUENCE_LENGTH} and the model's positions, got {length}")
+    if length < minimum:
+        raise UsageError(f"{option} must be at least {minimum}, got {length}")
+    if length > MAX_SEQUENCE_LENGTH:
+        raise UsageError(f"{option} must be at most {MAX_SEQUENCE_LENGTH} (and the model's positions), got {length}")
     if positions is not None and length > positions:
-        raise UsageError(f"{option} {length} exceeds the model's {positions} positions")
+        raise UsageError(f"{option} {length} exceeds the model's {positions} positions (max_position_embeddings)")
     return int(length)
 
 
