@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from albert_cli._tf import import_tf
 from albert_cli.console import warn
 from albert_cli.errors import ModelError, UsageError
 
@@ -296,8 +297,6 @@ def _check_tokenizer(spm_path: Path) -> None:
 
 def load_saved_model(path: Path):
     """Load the SavedModel, turning TensorFlow's errors into one-line ModelErrors."""
-    from albert_cli._tf import import_tf
-
     tf = import_tf()
     import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
 

@@ -60,11 +60,12 @@ class TensorBoardScalars(Callback):
 
     Args:
         logdir: ``OUT.partial/logs/train``.
-        scalars: the scalars of a step event; called every `every` steps (and at step 1).
+        scalars: the scalars of a step event, written every `every` steps (and at step 1); None: this is only a
+            sink for other callbacks' `write` calls (the JSONL log's records, the dev metrics).
         every: write every N steps.
     """
 
-    def __init__(self, logdir: Path, scalars: Callable[[StepEvent], dict], every: int = 1):
+    def __init__(self, logdir: Path, scalars: Callable[[StepEvent], dict] | None = None, every: int = 1):
         self.tf = import_tf()
         self.writer = self.tf.summary.create_file_writer(str(logdir))
         self.scalars, self.every = scalars, every
@@ -77,7 +78,7 @@ class TensorBoardScalars(Callback):
 
     def on_step_end(self, event: StepEvent) -> None:
         step = event.state.step
-        if step % self.every == 0 or step == 1:
+        if self.scalars is not None and (step % self.every == 0 or step == 1):
             self.write(step, self.scalars(event))
 
     def close(self) -> None:

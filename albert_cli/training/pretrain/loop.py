@@ -160,7 +160,7 @@ def _callbacks(run: PretrainRun, meter: Meter, total: int | None) -> list[Callba
     o, rt = run.options, run.runtime
     callbacks: list[Callback] = [meter, ProgressBar(run.label, total, meter.status)]
     if run.logs is not None:
-        also = [TensorBoardScalars(run.logs / "train", lambda e: {})] if rt.name == "tensorflow" else []
+        also = [TensorBoardScalars(run.logs / "train")] if rt.name == "tensorflow" else []  # JAX: JSONL only
         callbacks.append(JsonlLog(run.logs / LOG_FILE, meter.record, o.log_every, also=also))
     if run.checkpoints is not None:
         callbacks.append(Checkpointing(run.checkpoints, run.model, run.optimizer, o.save_every,
