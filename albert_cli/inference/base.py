@@ -8,12 +8,13 @@ applies it to its one raw output.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from albert_cli.artifacts.modeldir import ModelMeta, open_model_dir
 from albert_cli.errors import UsageError
+from albert_cli.text.preprocessor import run_length_grouped
 
 Outputs = dict[str, np.ndarray]
 
@@ -42,36 +43,6 @@ def text_lengths(texts: Sequence[str], pairs: Sequence[str] | None) -> list[int]
     as they were, and the TFLite interpreter's outputs do not depend on batch composition at all.
     """
     return [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
-
-
-def length_groups(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
-    """Indices of batches of similar length (a stable sort on `lengths`), `batch_size` at most each.
-
-    Example:
-        >>> [list(b) for b in length_groups([5, 1, 3], 2)]
-        [[1, 2], [0]]
-    """
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
-
-
-def run_length_grouped(lengths: Sequence[int], batch_size: int, run_batch: Callable[[np.ndarray], Outputs]) -> Outputs:
-    """Run `run_batch` on length-grouped batches and scatter its outputs back into input order.
-
-    Args:
-        lengths: one grouping key per item (see :func:`text_lengths`).
-        batch_size: items per batch.
-        run_batch: ``run_batch(idx)`` returns a dict of arrays with one row per index of `idx`.
-    """
-    n = len(lengths)
-    results: Outputs = {}
-    for idx in length_groups(lengths, batch_size):
-        for key, value in run_batch(idx).items():
-            if key not in results:
-                results[key] = np.empty((n,) + value.shape[1:], value.dtype)
-            results[key][idx] = value
-    return results
 
 
 def _label_names(names: list[bytes]) -> np.ndarray:

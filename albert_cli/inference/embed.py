@@ -28,12 +28,12 @@ import numpy as np
 
 from albert_cli._tf import import_tf
 from albert_cli.errors import ModelError, UsageError
-from albert_cli.inference.base import check_batch_size, length_groups
+from albert_cli.inference.base import check_batch_size
 from albert_cli.inference.streaming import chunked, iter_lines, stream_wait
 from albert_cli.model.config import AlbertConfig
 from albert_cli.model.kinds import EMBED_POOLINGS
 from albert_cli.text.packing import pack_batch
-from albert_cli.text.preprocessor import check_sequence_length
+from albert_cli.text.preprocessor import check_sequence_length, length_groups
 from albert_cli.text.tokenizers import tokenizer_for_pretrained
 from albert_cli.weights import build_backbone, load_pretrained
 

@@ -7,6 +7,8 @@ is the one place a length is validated.
 
 from __future__ import annotations
 
+from typing import Callable, Iterator, Sequence
+
 import numpy as np
 
 from albert_cli.errors import UsageError
@@ -86,17 +88,41 @@ class Preprocessor:
         return make_in_graph_tokenizer(self.tokenizer, self.sequence_length, signatures=signatures)
 
 
-def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator | None, group: int = 50):
-    """Batches of indices with similar lengths.
+def length_groups(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Indices of batches of similar length (a stable sort on `lengths`), `batch_size` at most each.
 
-    With an RNG (training): shuffle, sort within windows of ``group`` batches, cut into batches, shuffle the batch
-    order. Without (inference): sort all.
+    Example:
+        >>> [list(b) for b in length_groups([5, 1, 3], 2)]
+        [[1, 2], [0]]
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def run_length_grouped(lengths: Sequence[int], batch_size: int, run_batch: Callable[[np.ndarray], dict]) -> dict:
+    """Run `run_batch` on `length_groups` and scatter its outputs back into input order.
+
+    Args:
+        lengths: one grouping key per item.
+        batch_size: items per batch.
+        run_batch: ``run_batch(idx)`` returns a dict of arrays with one row per index of `idx`.
     """
     n = len(lengths)
+    results: dict = {}
+    for idx in length_groups(lengths, batch_size):
+        for key, value in run_batch(idx).items():
+            if key not in results:
+                results[key] = np.empty((n,) + value.shape[1:], value.dtype)
+            results[key][idx] = value
+    return results
+
+
+def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator, group: int = 50) -> list:
+    """Training batches of indices with similar lengths: shuffle, sort within windows of ``group`` batches, cut
+    into batches, shuffle the batch order (`length_groups` is the inference order)."""
+    n = len(lengths)
     lengths = np.asarray(lengths)
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
     perm = rng.permutation(n)
     window = batch_size * group
     batches = []

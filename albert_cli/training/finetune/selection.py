@@ -11,7 +11,7 @@ from albert_cli._tf import import_tf
 from albert_cli.console import err_console, info
 from albert_cli.metrics import classification_metrics, multilabel_metrics, regression_metrics
 from albert_cli.model.heads import logits_to_probabilities
-from albert_cli.text.preprocessor import length_grouped_batches, pad_batch
+from albert_cli.text.preprocessor import pad_batch, run_length_grouped
 from albert_cli.training.loop import Callback, StepEvent
 from albert_cli.training.state import TrainState, load_weights, save_weights
 
@@ -85,13 +85,11 @@ class Evaluator:
     def predict(self, enc, step=None, batch_size: int = 64) -> np.ndarray:
         """`step` (default: the probabilities) over encoded examples, in their order."""
         step = step or self.probabilities
-        lengths = [len(e[0]) for e in enc]
-        out = [None] * len(enc)
-        for idx in length_grouped_batches(lengths, batch_size, None):
-            res = np.asarray(step(pad_batch(enc, idx, self.bucket, self.rows)))
-            for row, i in enumerate(idx):
-                out[i] = res[row]
-        return np.stack(out)
+
+        def run_batch(idx):  # with XLA the batch has padding rows past len(idx)
+            return {"out": np.asarray(step(pad_batch(enc, idx, self.bucket, self.rows)))[: len(idx)]}
+
+        return run_length_grouped([len(e[0]) for e in enc], batch_size, run_batch)["out"]
 
 
 def swap_averages(model, optimizer) -> None:
