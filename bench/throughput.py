@@ -4,6 +4,8 @@
     .venv/bin/python bench/throughput.py --quick    # smoke run (a few minutes): `small` only, no XLA /
                                                     # torch.compile modes, fewer repetitions
     .venv/bin/python bench/throughput.py --only inference,peak --presets base
+    .venv/bin/python bench/throughput.py --torch-python PATH   # or $ALBERT_BENCH_TORCH_PYTHON: an interpreter
+                                                               # with torch + transformers; else no HF rows
 
 One JSON line per measurement on stdout, then one summary line per figure
 (`"summary": true`: ours / best peer and the target); a markdown table on stderr.
@@ -78,6 +80,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, albert_command, emit, log, markdown_table, shared_data, timings  # noqa: E402
+
+TORCH_PYTHON_ENV = "ALBERT_BENCH_TORCH_PYTHON"
+NO_TORCH_PYTHON = f"no interpreter with torch + transformers: pass --torch-python PATH or set ${TORCH_PYTHON_ENV}"
 
 SHAPES = {  # the `albert_cli` presets (checked against AlbertConfig.preset in our workers)
     "base": dict(vocab=30000, emb=128, hidden=768, layers=12, heads=12, inter=3072),
@@ -384,6 +389,9 @@ class Runner:
 
     def torch_ok(self) -> str | None:
         """None when torch + transformers import under --torch-python, else the reason."""
+        if self._torch_ok is None and not self.torch_python:
+            self._torch_ok = NO_TORCH_PYTHON
+            log(f"Hugging Face (torch) rows skipped: {NO_TORCH_PYTHON}")
         if self._torch_ok is None:
             try:
                 proc = subprocess.run([self.torch_python, "-c", "import torch, transformers"],
@@ -396,6 +404,8 @@ class Runner:
     def worker(self, kind: str, params: dict, python: str | None = None, timeout: float = 3600) -> dict:
         if python == "torch":
             reason = self.torch_ok()
+            if reason == NO_TORCH_PYTHON:
+                return {"skipped": reason}
             if reason:
                 return {"skipped": f"torch/transformers not importable with {self.torch_python}: {reason}"}
             python = self.torch_python
@@ -719,9 +729,9 @@ def main() -> None:
                         help="comma-separated subset of: peak, inference, train, e2e, cli")
     parser.add_argument("--presets", default=None, help="inference shapes (default base,small; small with --quick)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
-    default_torch = "/work/refvenv/bin/python" if Path("/work/refvenv/bin/python").exists() else sys.executable
-    parser.add_argument("--torch-python", default=default_torch,
-                        help=f"interpreter with torch + transformers for the HF rows (default {default_torch})")
+    parser.add_argument("--torch-python", default=os.environ.get(TORCH_PYTHON_ENV) or None,
+                        help=f"interpreter with torch + transformers for the Hugging Face rows (default: "
+                        f"${TORCH_PYTHON_ENV}; without either, those rows are skipped)")
     parser.add_argument("--workdir", default=None, help="keep the model directories here (reused when present)")
     args = parser.parse_args()
     args.presets = (args.presets or ("small" if args.quick else "base,small")).split(",")
