@@ -95,8 +95,65 @@ def ids_function(tf, loaded, key: str, input_names, where):
     concrete = ids_to_output.get_concrete_function()
     frozen, graph_def = convert_variables_to_constants_v2_as_graph(concrete, aggressive_inlining=True)
     expand_new_axis_slices(graph_def)
+    integer_gather_tables(graph_def)  # exact in every mode; quantization would break them
     inputs = [t.name for t in frozen.inputs]
     outputs = [t.name for t in frozen.outputs]
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     graph = wrapped.graph
     return wrapped.prune([graph.get_tensor_by_name(n) for n in inputs], [graph.get_tensor_by_name(n) for n in outputs])
+
+
+def _const_source(nodes: dict, name: str):
+    """The Const node behind input `name` (through Identity nodes), or None."""
+    node = nodes.get(name.split(":")[0].lstrip("^"))
+    while node is not None and node.op == "Identity":
+        node = nodes.get(node.input[0].split(":")[0])
+    return node if node is not None and node.op == "Const" else None
+
+
+def _integer_gather(gather, table) -> list:
+    """`gather` rewritten to read the int32 `table` and cast its result to float32 (under the same name)."""
+    from tensorflow.core.framework import node_def_pb2, types_pb2
+    from tensorflow.python.framework import tensor_util
+
+    const = node_def_pb2.NodeDef(name=f"{gather.name}/int_table", op="Const")
+    const.attr["dtype"].type = types_pb2.DT_INT32
+    const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(table))
+    inner = node_def_pb2.NodeDef()
+    inner.CopyFrom(gather)
+    inner.name = f"{gather.name}/int_gather"
+    inner.input[0] = const.name
+    inner.attr["Tparams"].type = types_pb2.DT_INT32
+    cast = node_def_pb2.NodeDef(name=gather.name, op="Cast", device=gather.device)
+    cast.input.append(inner.name)
+    cast.attr["SrcT"].type, cast.attr["DstT"].type = types_pb2.DT_INT32, types_pb2.DT_FLOAT
+    cast.attr["Truncate"].b = False
+    return [const, inner, cast]
+
+
+def integer_gather_tables(graph_def) -> list[str]:
+    """Gather float tables of whole numbers as int32, so that quantization leaves them exact.
+
+    Dynamic-range quantization stores every large float constant in int8 with one scale per tensor. For the
+    bag of n-grams' word `boundaries` (0 to 3 stored as floats) that turns 1.0 into 0.99, which the cast to
+    int then makes 0: every word boundary is lost (bench/README.md, "Export"). Integer constants are never
+    quantized, and the int32 copy is exact. Returns the names of the rewritten gathers.
+    """
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.framework import tensor_util
+
+    nodes = {n.name: n for n in graph_def.node}
+    out, done = [], []
+    for node in graph_def.node:
+        const = _const_source(nodes, node.input[0]) if node.op == "GatherV2" else None
+        table = None
+        if const is not None and const.attr["dtype"].type == types_pb2.DT_FLOAT:
+            table = tensor_util.MakeNdarray(const.attr["value"].tensor)
+        if table is None or not (np.all(table == np.round(table)) and np.abs(table).max(initial=0) < 2**31):
+            out.append(node)
+            continue
+        out += _integer_gather(node, table.astype(np.int32))
+        done.append(node.name)
+    del graph_def.node[:]
+    graph_def.node.extend(out)
+    return done

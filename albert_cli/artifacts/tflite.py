@@ -11,7 +11,9 @@ A TFLite model directory ``OUT`` holds
 * ``assets/spiece.model`` (+ ``spiece.json``) or ``assets/vocab.txt`` - the
   tokenizer (texts are tokenized in Python: ``albert_cli.inference.lite``);
 * ``assets/export.json`` - how it was exported (source, quantization, the
-  largest difference to the SavedModel seen on a conversion check).
+  largest difference to the SavedModel on random ids, and ``check``: the
+  share of the SavedModel's labels kept on real texts, see
+  ``albert_cli.artifacts.checkset``).
 
 Nothing here imports TensorFlow at import time.
 """
@@ -22,12 +24,14 @@ import json
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from albert_cli import __version__
 from albert_cli._tf import _quiet_stderr_fd, import_tf
+from albert_cli.artifacts.checkset import CHECK_SIZE, agreement, read_check_texts, sample
 from albert_cli.artifacts.graph import ids_function
 from albert_cli.artifacts.savedmodel import copy_saved_model
 from albert_cli.console import info
@@ -43,7 +47,8 @@ from albert_cli.artifacts.modeldir import (
 FORMATS = ("saved_model", "tflite")
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
 EXPORT_FILE = "export.json"  # in assets/ of an export
-DEFAULT_CALIBRATION_SIZE = 200
+DEFAULT_CALIBRATION_SIZE = CHECK_SIZE
+DEFAULT_MIN_AGREEMENT = 0.99  # share of the SavedModel's labels an export must keep on the check texts
 NONE_TOLERANCE = 1e-3  # largest output difference a float32 conversion may show on the check inputs
 
 
@@ -64,7 +69,7 @@ def _calibration_batches(packer: Packer, texts: list[str], pairs: list[str] | No
     return [packer.pack([e], max_seq_length=width) for e in keep], width
 
 
-def read_calibration(path, meta: ModelMeta, text_column=None, text_pair_column=None, limit=DEFAULT_CALIBRATION_SIZE):
+def read_calibration(path, meta: ModelMeta, text_column=None, text_pair_column=None, limit=CHECK_SIZE):
     """Up to `limit` texts (and pairs) from a CSV/TSV/JSONL/txt file, a seeded sample when there are more."""
     cols = meta.columns or {}
     ds = read_dataset(
@@ -76,12 +81,7 @@ def read_calibration(path, meta: ModelMeta, text_column=None, text_pair_column=N
     )
     if len(ds) == 0:
         raise DataError(f"{ds.name}: no texts to calibrate with")
-    texts, pairs = list(ds.texts), list(ds.pairs) if ds.pairs is not None else None
-    if len(texts) > limit:
-        pick = np.sort(np.random.default_rng(0).choice(len(texts), limit, replace=False))
-        texts = [texts[i] for i in pick]
-        pairs = [pairs[i] for i in pick] if pairs is not None else None
-    return texts, pairs
+    return sample(ds.texts, ds.pairs, limit)
 
 
 def _check_inputs(packer: Packer, vocab_size: int):
@@ -141,14 +141,50 @@ def _largest_difference(tf, loaded, meta: ModelMeta, packer: Packer, content: by
     return worst
 
 
-def convert_to_tflite(model_dir: Path, meta: ModelMeta, quantize: str, calibration=None) -> tuple[bytes, dict]:
+@dataclass(frozen=True)
+class CheckSet:
+    """Real texts an export is checked on (and int8 calibrated with), and where they came from."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    source: str
+
+
+def _check_on_texts(tf, loaded, meta: ModelMeta, packer: Packer, content: bytes, check: CheckSet):
+    """The SavedModel's ``classify_ids`` and the TFLite model on the same packed check texts: their agreement."""
+    signature, key = loaded.signatures["classify_ids"], output_key(meta)
+    runner = Runner(make_interpreter(content=content), "the converted model")
+    examples = packer.encode(check.texts, check.pairs)
+    order = np.argsort([packer.packed_length(e) for e in examples], kind="stable")
+    want, got = [], []
+    for start in range(0, len(order), 16):  # batches of similar length: little padding, one shape each
+        packed = packer.pack([examples[i] for i in order[start:start + 16]])
+        want.append(signature(**{name: tf.constant(packed[name]) for name in INPUT_NAMES})[key].numpy())
+        got.append(runner(packed).reshape(want[-1].shape))
+    return agreement(meta, np.concatenate(want), np.concatenate(got), check.source)
+
+
+def _refuse_below(model_dir, quantize: str, found, min_agreement: float) -> None:
+    if found.label_agreement >= min_agreement:
+        return
+    instead = {"int8": "--quantize dynamic", "dynamic": "--quantize float16"}.get(quantize, "--quantize none")
+    raise ModelError(
+        f"{model_dir}: --quantize {quantize} keeps {found.label_agreement:.1%} of the SavedModel's labels on "
+        f"{found.texts} check texts ({found.source}), below --min-agreement {min_agreement:.1%}; nothing written "
+        f"(use {instead}, or lower --min-agreement)"
+    )
+
+
+def convert_to_tflite(model_dir: Path, meta: ModelMeta, quantize: str, check: CheckSet | None = None,
+                      min_agreement: float = DEFAULT_MIN_AGREEMENT) -> tuple[bytes, dict]:
     """The ``model.tflite`` bytes for a SavedModel directory, and facts for ``export.json``.
 
     Args:
         model_dir: a SavedModel model directory.
         meta: its metadata.
         quantize: one of ``QUANTIZE_MODES``.
-        calibration: ``(texts, pairs)`` for ``int8`` (see :func:`read_calibration`).
+        check: texts the result is checked on (needed for quantized modes), and ``int8`` calibrated with.
+        min_agreement: refuse (`ModelError`) a result that keeps a smaller share of the SavedModel's labels.
     """
     tf = import_tf()
     loaded = load_saved_model(model_dir)
@@ -157,7 +193,7 @@ def convert_to_tflite(model_dir: Path, meta: ModelMeta, quantize: str, calibrati
     facts: dict = {}
     samples = None
     if quantize == "int8":
-        samples, width = _calibration_batches(packer, *calibration)
+        samples, width = _calibration_batches(packer, check.texts, check.pairs)
         facts["calibration"] = {"examples": len(samples), "length": width}
     content = _convert(_converter(tf, concrete, quantize, samples), model_dir)
     worst = _largest_difference(tf, loaded, meta, packer, content)
@@ -167,6 +203,10 @@ def convert_to_tflite(model_dir: Path, meta: ModelMeta, quantize: str, calibrati
             f"{model_dir}: the converted TFLite model differs from the SavedModel by {worst:.3g} "
             f"(more than {NONE_TOLERANCE}); not written"
         )
+    if check is not None:
+        found = _check_on_texts(tf, loaded, meta, packer, content, check)
+        facts["check"] = found.to_dict()
+        _refuse_below(model_dir, quantize, found, min_agreement)
     return content, facts
 
 
@@ -181,24 +221,42 @@ def _tokenizer_files(meta: ModelMeta) -> list[str]:
     return files
 
 
-def _check_options(fmt: str, quantize: str, calibration, calibration_size: int) -> None:
+def _check_options(fmt: str, quantize: str, calibration, calibration_size: int, min_agreement: float) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     if quantize not in QUANTIZE_MODES:
         raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, got '{quantize}'")
     if fmt == "saved_model" and quantize != "none":
         raise UsageError(f"--quantize {quantize} is not supported for --format saved_model (use --format tflite)")
-    if quantize == "int8" and calibration is None:
-        raise UsageError("--quantize int8 needs --calibration FILE (texts that calibrate the activation ranges)")
-    if calibration is not None and quantize != "int8":
-        raise UsageError("--calibration is only used with --quantize int8")
+    if calibration is not None and fmt != "tflite":
+        raise UsageError("--calibration is only used with --format tflite")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise UsageError(f"--min-agreement must be between 0 and 1, got {min_agreement}")
     if calibration_size < 1:
         raise UsageError(f"--calibration-size must be positive, got {calibration_size}")
 
 
-def _write_tflite_dir(src: Path, meta: ModelMeta, staging: Path, quantize: str, cal, summary: dict) -> None:
+def _check_set(src: Path, meta: ModelMeta, quantize: str, calibration, columns, size: int) -> CheckSet | None:
+    """``--calibration FILE``, else the texts kept with the model; a quantized export cannot go without."""
+    if calibration is not None:
+        texts, pairs = read_calibration(calibration, meta, *columns, size)
+        return CheckSet(texts, pairs, f"from {calibration}")
+    kept = read_check_texts(src, meta)
+    if kept is not None:
+        texts, pairs = sample(*kept, size)
+        return CheckSet(texts, pairs, "kept with the model")
+    if quantize != "none":
+        raise UsageError(
+            f"{src}: --quantize {quantize} checks the export on real texts, and this model directory keeps none "
+            "(it predates them): add --calibration FILE with texts like the ones it will classify"
+        )
+    return None
+
+
+def _write_tflite_dir(src: Path, meta: ModelMeta, staging: Path, quantize: str, check, min_agreement: float,
+                      summary: dict) -> None:
     """``model.tflite`` and ``assets/`` (metadata, tokenizer, ``export.json``) into `staging`; updates `summary`."""
-    content, facts = convert_to_tflite(src, meta, quantize, cal)
+    content, facts = convert_to_tflite(src, meta, quantize, check, min_agreement)
     (staging / TFLITE_FILE).write_bytes(content)
     assets = staging / ASSETS
     assets.mkdir()
@@ -224,6 +282,7 @@ def export_model(
     text_pair_column: str | None = None,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     overwrite: bool = False,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
 ) -> dict:
     """Export model directory `model` to `out`; returns a summary (also written to ``assets/export.json``).
 
@@ -231,25 +290,27 @@ def export_model(
         model: a SavedModel model directory (``albert finetune``'s output).
         out: the directory to write (built in ``OUT.partial``, renamed into place when complete).
         fmt: ``tflite`` or ``saved_model`` (a copy without ``logs/`` and ``checkpoints/``).
-        quantize: TFLite only: ``none``, ``dynamic``, ``float16`` or ``int8`` (needs `calibration`).
-        calibration: a file of texts for ``int8``; `text_column` / `text_pair_column` name its columns.
-        calibration_size: calibrate with at most this many texts.
+        quantize: TFLite only: ``none``, ``dynamic``, ``float16`` or ``int8``.
+        calibration: a file of texts to check the export on (and calibrate ``int8`` with) [default: the texts
+            kept with the model]; `text_column` / `text_pair_column` name its columns.
+        calibration_size: check (and calibrate) with at most this many texts.
         overwrite: replace `out` if it exists.
+        min_agreement: refuse an export that keeps a smaller share of the SavedModel's labels on the check texts.
 
     Example:
         >>> export_model("news-model", "news-lite", quantize="dynamic")["tflite_bytes"]  # doctest: +SKIP
     """
     fmt, quantize = (fmt or "").lower(), (quantize or "").lower()
-    _check_options(fmt, quantize, calibration, calibration_size)
+    _check_options(fmt, quantize, calibration, calibration_size, min_agreement)
     src, meta = open_model_dir(model)
     if is_tflite_dir(src):
         raise ModelError(f"{src}: already a TFLite export; export from the SavedModel model directory")
     out = Path(out)
     if out.absolute() == src.absolute() or src.absolute() in out.absolute().parents:
         raise UsageError(f"{out}: the output must not be the model directory or inside it")
-    cal = None
-    if calibration is not None:  # read (and fail on bad data) before any TensorFlow work
-        cal = read_calibration(calibration, meta, text_column, text_pair_column, calibration_size)
+    check = None
+    if fmt == "tflite":  # read (and fail on bad data) before any TensorFlow work
+        check = _check_set(src, meta, quantize, calibration, (text_column, text_pair_column), calibration_size)
     staging = prepare_output(out, overwrite=overwrite, resume=False)
     started = time.monotonic()
     summary: dict = {"output": str(out), "source": str(src), "format": fmt, "quantize": quantize}
@@ -257,7 +318,7 @@ def export_model(
         if fmt == "saved_model":
             summary["variables_bytes"] = copy_saved_model(src, staging)
         else:
-            _write_tflite_dir(src, meta, staging, quantize, cal, summary)
+            _write_tflite_dir(src, meta, staging, quantize, check, min_agreement, summary)
         commit(staging, out)
     except BaseException:
         discard_if_empty(staging)

@@ -8,7 +8,7 @@ import typer
 
 
 def export(
-    model: str = typer.Argument(..., help="Model directory written by `albert finetune`."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Model directory written by `albert finetune`."),
     output: str = typer.Option(..., "--output", "-o", metavar="<path>", help="Directory to write."),
     fmt: str = typer.Option(
         "tflite", "--format", "-f",
@@ -21,15 +21,21 @@ def export(
         "int8 (weights and activations; needs --calibration).",
     ),
     calibration: Optional[str] = typer.Option(
-        None, "--calibration", help="Texts for --quantize int8 (CSV, TSV, JSONL or one text per line)."
+        None, "--calibration", help="Texts to check the export on and to calibrate --quantize int8 with (CSV, TSV, "
+        "JSONL or one text per line) [default: the texts `albert finetune` kept with the model].",
     ),
-    calibration_size: int = typer.Option(200, "--calibration-size", help="Calibrate with at most this many texts."),
+    calibration_size: int = typer.Option(200, "--calibration-size", help="Check (and calibrate) with at most this many texts."),
+    min_agreement: float = typer.Option(
+        0.99, "--min-agreement", help="Refuse a TFLite export that keeps a smaller share of the SavedModel's labels "
+        "on the check texts (regression: values within 1% of their range).",
+    ),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Calibration text column [default: the model's]."),
     text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column", help="Calibration second-text column (pair models)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
 ) -> None:
     """Export a model for deployment. --format tflite converts the ids-to-probabilities graph to TFLite
-    builtins (texts are tokenized in Python); `albert predict` and `albert evaluate` accept the result."""
+    builtins (texts are tokenized in Python) and checks it against the SavedModel on real texts; `albert predict`
+    and `albert evaluate` accept the result."""
     import json
     import sys
 
@@ -38,5 +44,6 @@ def export(
     summary = export_model(
         model, output, fmt=fmt, quantize=quantize, calibration=calibration, text_column=text_column,
         text_pair_column=text_pair_column, calibration_size=calibration_size, overwrite=overwrite,
+        min_agreement=min_agreement,
     )
     sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from albert_cli._tf import apply_inference_precision, import_tf, inference_precision
-from albert_cli.artifacts.modeldir import ModelMeta, open_model_dir
+from albert_cli.artifacts.checkset import write_check_texts
+from albert_cli.artifacts.modeldir import ASSETS, ModelMeta, open_model_dir
 from albert_cli.artifacts.savedmodel import export_model_dir
 from albert_cli.console import info
 from albert_cli.errors import Interrupted, ModelError, UsageError
@@ -202,6 +203,8 @@ def _export(s: _Session, run_dir: RunDir, choice, thresholds, result: dict) -> N
     tf = import_tf()
     try:
         export_model_dir(run_dir.staging, s.model, plan.config, choice.tokenizer, meta)
+        kept = s.data.dev if s.data.dev is not None else s.data.train  # what `albert export` checks on
+        write_check_texts(run_dir.staging / ASSETS, kept.texts, kept.pairs, seed=o.seed)
         run_dir.commit(keep_checkpoints=o.keep_checkpoints)
     except (OSError, tf.errors.OpError) as exc:  # full disk, quota...
         parts = [x.strip() for x in " ".join(str(exc).split()).split(";") if x.strip()]  # TF: "PATH; REASON"
