@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine with Python 3.11:
 #   make quickstart   install into .venv, then train, predict and evaluate on sample_data/
+#   make quickstart-zh  the same in Chinese: README.md's 中文 quick start on sample_data/reviews_zh.csv
 #   make test         install into .venv (with the test extra), then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= quickstart-out
 
-.PHONY: install quickstart test pretrained-en clean
+.PHONY: install quickstart quickstart-zh test pretrained-en clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,16 @@ quickstart: install
 	$(BIN)/albert finetune sample_data/news.csv -o $(OUT)/news-model
 	$(BIN)/albert predict $(OUT)/news-model sample_data/headlines.txt
 	$(BIN)/albert evaluate $(OUT)/news-model sample_data/news_test.csv
+
+# README.md's 中文 section, line for line, with the outputs under $(OUT): a vocabulary, then a model that uses it
+# (tests/test_quickstart_zh.py runs the README's lines themselves).
+quickstart-zh: install
+	rm -rf $(OUT)/zh.model $(OUT)/zh.vocab $(OUT)/zh.json $(OUT)/情感模型
+	mkdir -p $(OUT)
+	$(BIN)/albert tokenize train sample_data/reviews_zh.csv -o $(OUT)/zh --vocab-size 8000
+	$(BIN)/albert finetune sample_data/reviews_zh.csv --tokenizer $(OUT)/zh.model -o $(OUT)/情感模型
+	echo "这家酒店的服务很好" | $(BIN)/albert predict $(OUT)/情感模型
+	$(BIN)/albert evaluate $(OUT)/情感模型 sample_data/reviews_zh_test.csv
 
 # pytest exits 5 when it collects no test: that fails here, as it should. The test extra brings a CPU JAX, so the
 # KERAS_BACKEND=jax tests run rather than skip: fail early if it did not install.

@@ -11,6 +11,7 @@ that special tokens written in the raw text are ordinary text here (as in google
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from albert_cli.console import progress as make_progress
+from albert_cli.console import warn
 from albert_cli.data.readers import iter_texts
 from albert_cli.errors import DataError, ModelError, UsageError
 from albert_cli.text.constants import CLS, MASK, SEP, SPIECE_UNDERLINE, SPM_PAD
@@ -52,10 +54,7 @@ _CJK_RANGES = (
 
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
-    for lo, hi in _CJK_RANGES:
-        if lo <= cp <= hi:
-            return True
-    return False
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
 def cjk_share(texts: Iterable[str]) -> float:
@@ -212,12 +211,9 @@ def _training_error(exc: RuntimeError, vocab_size: int, n_sample: int) -> DataEr
     msg = " ".join(str(exc).split())
     m = _TOO_HIGH.search(msg)
     if m:
-        return VocabTooLarge(
-            f"--vocab-size {vocab_size} is too large for this data ({n_sample:,} lines): "
-            f"SentencePiece can build at most {m.group(2)} pieces; use --vocab-size {m.group(2)} or less, "
-            f"or add more text",
-            max_size=int(m.group(2)),
-        )
+        # caught by _train_fitting, which trains again with fewer pieces
+        return VocabTooLarge(f"--vocab-size {vocab_size} is too large for this data ({n_sample:,} lines): "
+                             f"it supports at most {m.group(2)} pieces", max_size=int(m.group(2)))
     m = _TOO_SMALL.search(msg)
     if m:
         return DataError(
@@ -228,21 +224,15 @@ def _training_error(exc: RuntimeError, vocab_size: int, n_sample: int) -> DataEr
     return DataError(f"SentencePiece training failed: {msg}")
 
 
-def _train(sample: list[str], model_prefix: Path, settings: dict, num_threads: int | None) -> None:
-    """Run SentencePiece's trainer on `sample` (emptied as it goes: the trainer keeps its own copy)."""
+def _train(sentences: Iterable[str], n_sample: int, model_prefix: Path, settings: dict, num_threads) -> None:
+    """Run SentencePiece's trainer on `sentences` (`n_sample` of them, for messages)."""
     import sentencepiece as spm
-
-    n_sample = len(sample)
-
-    def drain() -> Iterator[str]:
-        while sample:
-            yield sample.pop()
 
     spm.set_random_generator_seed(settings["seed"])
     flags = {key: value for key, value in settings.items() if key != "seed"}
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=drain(),
+            sentence_iterator=iter(sentences),
             model_prefix=str(model_prefix),
             num_threads=num_threads or max(1, os.cpu_count() or 1),
             minloglevel=0 if os.environ.get("ALBERT_DEBUG") else 2,
@@ -252,17 +242,50 @@ def _train(sample: list[str], model_prefix: Path, settings: dict, num_threads: i
         raise _training_error(exc, settings["vocab_size"], n_sample) from None
 
 
+def fitting_vocab_size(max_size: int) -> int:
+    """The size used when the text supports only `max_size` pieces (`tokenize train` and `finetune` alike): a
+    tenth below it, since the maximum keeps every piece however rare; at least 100 when the text allows."""
+    return max(min(100, max_size), int(max_size * 0.9))
+
+
+def _drain_to(sample: list[str], spill: Path) -> Iterator[str]:
+    """Empty `sample` (the trainer keeps its own copy) while saving it as JSON lines, for a second training."""
+    with open(spill, "w", encoding="utf-8") as out:
+        while sample:
+            text = sample.pop()
+            out.write(json.dumps(text, ensure_ascii=False) + "\n")
+            yield text
+
+
+def _train_fitting(sample: list[str], tmp: Path, settings: dict, num_threads: int | None) -> dict:
+    """Train into ``tmp/spm``; when the text cannot support the vocabulary size asked for, warn and train once
+    more with `fitting_vocab_size`. Returns the settings used."""
+    n_sample = len(sample)
+    spill = tmp / "sample.jsonl"
+    sentences = _drain_to(sample, spill)
+    try:
+        _train(sentences, n_sample, tmp / "spm", settings, num_threads)
+    except VocabTooLarge as exc:
+        sentences.close()
+        size = fitting_vocab_size(exc.max_size)
+        warn(
+            f"the text ({n_sample:,} lines) supports at most {exc.max_size:,} pieces, fewer than the "
+            f"{settings['vocab_size']:,} asked for: using {size:,}"
+        )
+        settings = {**settings, "vocab_size": size}
+        with open(spill, encoding="utf-8") as saved:  # the same texts in the same order, then any not reached
+            _train(itertools.chain(map(json.loads, saved), reversed(sample)), n_sample, tmp / "spm", settings,
+                   num_threads)
+    finally:
+        spill.unlink(missing_ok=True)
+    return settings
+
+
 def _publish(tmp: Path, prefix: Path) -> dict[str, Path]:
     """Move ``spm.{vocab,json,model}`` from `tmp` to ``PREFIX.*``, the model last."""
-    paths = {
-        "model": Path(str(prefix) + ".model"),
-        "vocab": Path(str(prefix) + ".vocab"),
-        "sidecar": Path(str(prefix) + ".json"),
-    }
-    # model last: a `.model` with a stale sidecar is worse than the reverse.
-    os.replace(tmp / "spm.vocab", paths["vocab"])
-    os.replace(tmp / "spm.json", paths["sidecar"])
-    os.replace(tmp / "spm.model", paths["model"])
+    paths = {"model": Path(f"{prefix}.model"), "vocab": Path(f"{prefix}.vocab"), "sidecar": Path(f"{prefix}.json")}
+    for kind in ("vocab", "sidecar", "model"):  # model last: a `.model` with a stale sidecar is worse than the reverse
+        os.replace(tmp / f"spm{paths[kind].suffix}", paths[kind])
     return paths
 
 
@@ -286,6 +309,8 @@ def train_sentencepiece(
             ``albert_cli.data.readers.iter_texts``), or an iterator of texts. Lines are streamed; when there
             are more than `input_sentence_size` non-blank texts, a uniform reservoir sample of that many is used.
         prefix: writes ``PREFIX.model``, ``PREFIX.vocab`` and ``PREFIX.json`` (replacing them).
+        vocab_size: pieces, the 5 special ones included. When the text supports fewer, a warning on stderr and
+            `fitting_vocab_size` of what it supports (the sidecar records the size used).
         character_coverage: None picks 0.99995, or 0.9995 when more than 20% of the sampled characters are CJK.
         progress: True shows a rich progress bar on stderr; a callable receives
             ``(event, info)``: (``"read"``, ``{"lines": n}``) and (``"train"``, ``{...}``).
@@ -306,7 +331,7 @@ def train_sentencepiece(
     n_sample = len(sample)
     tmp = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=out_dir))
     try:
-        _train(sample, tmp / "spm", settings, num_threads)
+        settings = _train_fitting(sample, tmp, settings, num_threads)
         sidecar = {
             "format": SIDECAR_FORMAT,
             "version": SIDECAR_VERSION,

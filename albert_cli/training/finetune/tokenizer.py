@@ -15,7 +15,7 @@ from pathlib import Path
 from albert_cli.console import info
 from albert_cli.text.constants import SENTENCEPIECE, SPIECE_MODEL, TOKENIZER_META, VOCAB_TXT, WORDPIECE
 from albert_cli.text.normalize import NormalizerOptions
-from albert_cli.text.spm import SentencePieceTokenizer, VocabTooLarge, train_sentencepiece, write_sidecar
+from albert_cli.text.spm import SentencePieceTokenizer, train_sentencepiece, write_sidecar
 from albert_cli.text.tokenizers import tokenizer_for_pretrained
 from albert_cli.text.wordpiece import WordPieceTokenizer
 from albert_cli.training.finetune.options import FinetuneOptions
@@ -75,7 +75,8 @@ def prepare_tokenizer(o: FinetuneOptions, pretrained, assets: Path, texts) -> To
 
 
 def _train_vocabulary(o: FinetuneOptions, prefix: Path, texts: list) -> None:
-    """A SentencePiece model on the training texts (and --unlabeled), shrunk when the text is too small."""
+    """A SentencePiece model on the training texts (and --unlabeled); `train_sentencepiece` shrinks it, with a
+    warning, when the text supports fewer pieces than --vocab-size (default 8,000)."""
     extra = list(o.unlabeled) if o.tapt_steps else []
 
     def source():
@@ -84,11 +85,4 @@ def _train_vocabulary(o: FinetuneOptions, prefix: Path, texts: list) -> None:
     size = o.vocab_size or DEFAULT_VOCAB_SIZE
     info(f"training a SentencePiece vocabulary ({size} pieces) on {len(texts)} texts"
          + (f" and the --unlabeled texts of {', '.join(extra)}" if extra else ""))
-    try:
-        train_sentencepiece(source(), prefix, vocab_size=size, seed=o.seed)
-    except VocabTooLarge as exc:
-        if o.vocab_size:  # the user asked for this size: say so
-            raise
-        size = max(min(100, exc.max_size), int(exc.max_size * 0.9))
-        info(f"the training text supports at most {exc.max_size} pieces: using {size}")
-        train_sentencepiece(source(), prefix, vocab_size=size, seed=o.seed)
+    train_sentencepiece(source(), prefix, vocab_size=size, seed=o.seed)  # fewer pieces, with a warning, if need be
