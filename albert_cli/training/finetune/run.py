@@ -18,21 +18,13 @@ from albert_cli.artifacts.modeldir import ASSETS, ModelMeta, open_model_dir
 from albert_cli.artifacts.savedmodel import export_model_dir
 from albert_cli.console import info
 from albert_cli.errors import Interrupted, ModelError, UsageError
-from albert_cli.model.heads import logits_to_probabilities
 from albert_cli.text.preprocessor import length_grouped_batches, pad_batch
 from albert_cli.training.callbacks import Checkpointing, ProgressBar, TensorBoardScalars, Throughput
 from albert_cli.training.finetune.build import build
 from albert_cli.training.finetune.data import FinetuneData, read_data, sample_weights
 from albert_cli.training.finetune.options import FinetuneOptions
 from albert_cli.training.finetune.plan import CLIP_NORM, FinetunePlan, InitModel, make_plan
-from albert_cli.training.finetune.selection import (
-    DevSelection,
-    Evaluator,
-    dev_metrics,
-    pick_share,
-    swap_averages,
-    tune_thresholds,
-)
+from albert_cli.training.finetune.selection import DevFigures, DevSelection, Evaluator, score_dev, swap_averages
 from albert_cli.training.finetune.tapt import adapt
 from albert_cli.training.finetune.tokenizer import prepare_tokenizer
 from albert_cli.training.loop import Callback, StepEvent, Trainer
@@ -123,37 +115,40 @@ def _callbacks(s: _Session, run_dir: RunDir, smoothed: SmoothedLoss, state: Trai
 
     scalars = TensorBoardScalars(run_dir.logs / "train", lambda e: {
         "loss": e.metrics["loss"], "learning_rate": float(s.optimizer.learning_rate)})
-    callbacks = [smoothed, ProgressBar("finetune", plan.total_steps, status), scalars]
+    callbacks = [smoothed, scalars]
     if s.dev_enc:
         callbacks.append(DevSelection(
             s.evaluator, s.dev_enc, s.y_dev, plan.metric, plan.lower_is_better, plan.eval_every, o.patience,
             plan.total_steps, run_dir.checkpoints / BEST_WEIGHTS, s.model, s.optimizer, scalars))
+    # After the evaluation of the step, so the bar's dev figure is this step's (the last frame stays on screen).
+    callbacks.append(ProgressBar("finetune", plan.total_steps, status))
     callbacks.append(Checkpointing(run_dir.checkpoints, s.model, s.optimizer, plan.save_every, keep=1))
     return callbacks
 
 
-def _ensemble_share(s: _Session) -> float | None:
-    """ALBERT's share of the logits: picked on dev (`pick_share`), else the model's own (0.5 from scratch)."""
-    model, plan = s.model, s.plan
-    if model.members is None:
-        return None
-    if not s.dev_enc:  # 0.5 from scratch; an --init model's own share when its head is continued
-        return round(float(np.asarray(model.get_layer("bow_mix").share)[0]), 4)
-    task = plan.options.task
+def _picked_on_dev(s: _Session) -> DevFigures:
+    """ALBERT's ensemble share and the multi-label thresholds the saved model keeps, with its dev metrics: picked by
+    `score_dev`, as at each evaluation, so the summary repeats the figure that chose the best step. Without dev: the
+    model's own share (0.5 from scratch, an --init model's when its head is continued) and thresholds of 0.5."""
+    model, plan, o = s.model, s.plan, s.plan.options
+    if not s.dev_enc:
+        share = None if model.members is None else round(float(np.asarray(model.get_layer("bow_mix").share)[0]), 4)
+        return DevFigures({}, share, [0.5] * s.data.num_outputs if o.task == "multi_label" else None)
+    figures = score_dev(s.evaluator, s.dev_enc, s.y_dev, plan.metric, plan.lower_is_better)
+    if figures.share is not None:
+        model.get_layer("bow_mix").share.assign([figures.share])
+        info(f"ensemble: ALBERT's logits weigh {figures.share:.1f}, the bag of n-grams' {1 - figures.share:.1f} "
+             "(picked on dev at every evaluation; the dev figures include it)")
+    if figures.thresholds is not None:
+        pairs = ", ".join(f"{name} {t:.2f}" for name, t in zip(s.data.labels.labels, figures.thresholds))
+        info(f"thresholds tuned on dev (per label): {pairs}; every dev {plan.metric} above uses thresholds tuned "
+             "this way")
+    return figures
 
-    def score(logits):
-        logits = logits[:, 0] if task == "regression" else logits
-        return dev_metrics(task, s.y_dev, np.asarray(logits_to_probabilities(logits, task)))[plan.metric]
 
-    members = s.evaluator.predict(s.dev_enc, step=s.evaluator.members)
-    share = pick_share(members, score, plan.lower_is_better)
-    model.get_layer("bow_mix").share.assign([share])
-    info(f"ensemble: ALBERT's logits weigh {share:.1f}, the bag of n-grams' {1 - share:.1f} (best on dev)")
-    return share
-
-
-def _train(s: _Session, run_dir: RunDir) -> dict:
-    """The loop, then the weights to keep in the model and the ensemble share; returns the run's figures."""
+def _train(s: _Session, run_dir: RunDir) -> tuple[dict, list[float] | None]:
+    """The loop, then the weights to keep in the model and the ensemble share; returns the run's figures and the
+    multi-label thresholds."""
     plan, o = s.plan, s.plan.options
     tf = import_tf()
     runtime = TFRuntime("none", jit=o.jit)
@@ -167,12 +162,13 @@ def _train(s: _Session, run_dir: RunDir) -> dict:
     trainer.fit(_batches(plan, s.train_enc, s.y_train, weights, state.epoch, state.batch_in_epoch), state)
     if not s.dev_enc and s.optimizer.use_ema:  # no dev selection: keep the moving average
         swap_averages(s.model, s.optimizer)
+    figures = _picked_on_dev(s)
     result = {"steps": state.step, "train_seconds": round(time.time() - started, 2),
               "train_loss": round(smoothed.value, 6), "best_step": state.best_step, "metric": plan.metric,
-              "best_dev": state.best, "ensemble_share": _ensemble_share(s)}
+              "best_dev": state.best, "ensemble_share": figures.share}
     if s.dev_enc:
-        result["dev_metrics"] = dev_metrics(o.task, s.y_dev, s.evaluator.predict(s.dev_enc))
-    return result
+        result["dev_metrics"] = figures.metrics
+    return result, figures.thresholds
 
 
 def _training_record(plan: FinetunePlan, s: _Session, result: dict) -> dict:
@@ -245,17 +241,10 @@ def _run(o: FinetuneOptions, run_dir: RunDir, data: FinetuneData) -> dict:
     if o.tapt_steps:
         tapt_figures = adapt(plan, init, built.model, choice, data, train_enc, run_dir.staging, run_dir.out)
     s = _Session(plan, built.model, built.optimizer, data, train_enc, dev_enc)
-    result = _train(s, run_dir)
+    result, thresholds = _train(s, run_dir)
     result["tapt_steps"] = o.tapt_steps
     if tapt_figures is not None:
         result["tapt"] = tapt_figures
-    thresholds = None
-    if o.task == "multi_label":
-        thresholds = [0.5] * data.num_outputs
-        if dev_enc:
-            probs = s.evaluator.predict(dev_enc)
-            thresholds = tune_thresholds(s.y_dev, probs)
-            result["dev_metrics"] = dev_metrics(o.task, s.y_dev, probs, thresholds)
     _export(s, run_dir, choice, thresholds, result)
     return result
 
