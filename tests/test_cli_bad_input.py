@@ -56,7 +56,7 @@ def test_skip_bad_rows_counts_and_continues_to_validation(tmp_path):
 
 
 def test_stdin_dash(tmp_path):
-    res = run_albert("finetune", "-", "--format", "csv", "-o", tmp_path / "out", input="text,label\n")
+    res = run_albert("finetune", "-", "--input-format", "csv", "-o", tmp_path / "out", input="text,label\n")
     assert_clean_error(res, 1, "<stdin>", "header only")
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,8 +90,22 @@ def check_output(out: Path, overwrite: bool, resume: bool) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"{out}: cannot write to {existing} (permission denied or not a directory)")
+    check_writable_dir(existing, out)
     if resume and not partial_dir(out).is_dir() and not (out / "checkpoints").is_dir():
         raise UsageError(f"{out}: nothing to resume (no {partial_dir(out).name}/ or {out.name}/checkpoints)")
+
+
+def check_writable_dir(directory: Path, name) -> None:
+    """A one-line UsageError naming `name` unless something can really be created in `directory`.
+
+    `os.access` is not enough: it says yes to root everywhere, in /proc and on read-only mounts too, and the
+    failure would only come after the work, as a raw OSError.
+    """
+    try:
+        probe = tempfile.mkdtemp(prefix=".albert-probe-", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot write to {directory} ({exc.strerror or type(exc).__name__})") from None
+    os.rmdir(probe)
 
 
 def prepare_output(out: Path, overwrite: bool, resume: bool) -> Path:
@@ -108,16 +123,19 @@ def make_staging(out: Path, resume: bool) -> Path:
     except OSError as exc:
         raise UsageError(f"{out}: cannot create the parent directory ({exc.strerror})") from None
     staging = partial_dir(out)
-    if resume:
-        if not staging.is_dir():  # resume from the checkpoints (and vocabulary) of a finished model
-            shutil.copytree(out / "checkpoints", staging / "checkpoints")
-            (staging / ASSETS).mkdir()
-            for name in ("spiece.model", "spiece.json"):
-                if (out / ASSETS / name).is_file():
-                    shutil.copy2(out / ASSETS / name, staging / ASSETS / name)
-    elif staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        if resume:
+            if not staging.is_dir():  # resume from the checkpoints (and vocabulary) of a finished model
+                shutil.copytree(out / "checkpoints", staging / "checkpoints")
+                (staging / ASSETS).mkdir()
+                for name in ("spiece.model", "spiece.json"):
+                    if (out / ASSETS / name).is_file():
+                        shutil.copy2(out / ASSETS / name, staging / ASSETS / name)
+        elif staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the checks passed, yet the filesystem refuses (a race, a quota): still one line
+        raise UsageError(f"{out}: cannot create {staging.name} ({exc.strerror or type(exc).__name__})") from None
     return staging
 
 

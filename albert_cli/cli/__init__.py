@@ -49,14 +49,15 @@ from albert_cli.cli import predict as _predict  # noqa: E402
 from albert_cli.cli import evaluate as _evaluate  # noqa: E402
 from albert_cli.cli import embed as _embed  # noqa: E402
 from albert_cli.cli import export as _export  # noqa: E402
+from albert_cli.cli.options import AlbertCommand  # noqa: E402
 
 app.add_typer(_tokenize.app, name="tokenize")
-app.command("pretrain")(_pretrain.pretrain)
-app.command("finetune")(_finetune.finetune)
-app.command("predict")(_predict.predict)
-app.command("evaluate")(_evaluate.evaluate)
-app.command("embed")(_embed.embed)
-app.command("export")(_export.export)
+app.command("pretrain", cls=AlbertCommand)(_pretrain.pretrain)
+app.command("finetune", cls=AlbertCommand)(_finetune.finetune)
+app.command("predict", cls=AlbertCommand)(_predict.predict)
+app.command("evaluate", cls=AlbertCommand)(_evaluate.evaluate)
+app.command("embed", cls=AlbertCommand)(_embed.embed)
+app.command("export", cls=AlbertCommand)(_export.export)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,8 @@ def embed(
     pooling: Optional[str] = typer.Option(
         None, "--pooling", "-p",
         help="pooler: tanh pooler output; cls: [CLS] hidden state; mean: mean over the real tokens "
-        "[default: pooler; mean for a model fine-tuned with mean pooling].",
+        "[default: pooler; mean for a model fine-tuned with mean pooling, which refuses pooler and cls unless "
+        "it started from pretrained weights (--init) or --tapt-steps].",
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
     max_seq_length: Optional[int] = typer.Option(

@@ -8,13 +8,21 @@ from typing import Optional
 
 import typer
 
-from albert_cli.cli.options import FormatOpt, InferencePrecisionOpt, SkipBadRowsOpt, set_inference_precision
+from albert_cli.cli.options import (
+    InferencePrecisionOpt,
+    InputFormatOpt,
+    OldInputFormatOpt,
+    SkipBadRowsOpt,
+    input_format,
+    set_inference_precision,
+)
 
 
 def evaluate(
     model: str = typer.Argument(..., help="Model directory written by `albert finetune` (or a TFLite one from `albert export`)."),
     test: str = typer.Argument(..., help="Labelled test data (CSV, TSV, JSONL or fastText-style text), '-' for stdin."),
-    fmt: Optional[str] = FormatOpt,
+    fmt: Optional[str] = InputFormatOpt,
+    old_fmt: Optional[str] = OldInputFormatOpt,
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column [default: the model's]."),
     text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column", help="Second text column (pair models)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column [default: the model's]."),
@@ -27,9 +35,10 @@ def evaluate(
     skip_bad_rows: bool = SkipBadRowsOpt,
 ) -> None:
     """Evaluate a model on labelled data: accuracy, macro/micro/weighted F1, per-class P/R/F1, confusion matrix
-    (multi-label: subset accuracy, micro/macro F1; regression: MSE, Pearson, Spearman)."""
+    (multi-label: subset accuracy, micro/macro F1; regression: MSE, MAE, Pearson, Spearman)."""
     import os
 
+    from albert_cli.artifacts.modeldir import check_writable_dir
     from albert_cli.errors import UsageError
     from albert_cli.inference.evaluate import evaluate as run, print_report, write_json, write_predictions
 
@@ -41,10 +50,11 @@ def evaluate(
             parent = os.path.dirname(os.path.abspath(path))
             if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
                 raise UsageError(f"{option} {path}: cannot write there (not a file in a writable directory)")
+            check_writable_dir(parent, f"{option} {path}")  # root passes os.access even in /proc
 
     report, rows = run(
-        model, test, fmt=fmt, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-        batch_size=batch_size, skip_bad_rows=skip_bad_rows, threshold=threshold,
+        model, test, fmt=input_format(fmt, old_fmt), text_column=text_column, text_pair_column=text_pair_column,
+        label_column=label_column, batch_size=batch_size, skip_bad_rows=skip_bad_rows, threshold=threshold,
     )
     if output:
         write_json(output, report)

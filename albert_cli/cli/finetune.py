@@ -10,11 +10,13 @@ from typing import List, Optional
 import typer
 
 from albert_cli.cli.options import (
-    FormatOpt,
+    InputFormatOpt,
     LabelColumnOpt,
+    OldInputFormatOpt,
     SkipBadRowsOpt,
     TextColumnOpt,
     TextPairColumnOpt,
+    input_format,
 )
 
 
@@ -34,7 +36,8 @@ def finetune(
     ),
     task: str = typer.Option("single_label", "--task", help="single_label, multi_label or regression."),
     multi_label: bool = typer.Option(False, "--multi-label", help="Same as --task multi_label ('a|b' labels in CSV, lists in JSONL)."),
-    fmt: Optional[str] = FormatOpt,
+    fmt: Optional[str] = InputFormatOpt,
+    old_fmt: Optional[str] = OldInputFormatOpt,
     text_column: str = TextColumnOpt,
     text_pair_column: Optional[str] = TextPairColumnOpt,
     label_column: str = LabelColumnOpt,
@@ -113,7 +116,7 @@ def finetune(
 
     opts = FinetuneOptions(
         train=train, output=str(output), dev=dev, dev_split=dev_split, init=init, config=config, tokenizer=str(tokenizer) if tokenizer else None,
-        task="multi_label" if multi_label else task, format=fmt, text_column=text_column,
+        task="multi_label" if multi_label else task, format=input_format(fmt, old_fmt), text_column=text_column,
         text_pair_column=text_pair_column, label_column=label_column, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout, pooling=pooling, bow=bow,
         max_seq_length=max_seq_length, vocab_size=vocab_size, seed=seed, eval_every=eval_every, patience=patience,
@@ -128,4 +131,4 @@ def finetune(
     summary = {"output": str(output), **{k: v for k, v in result.items() if k != "dev_metrics"}}
     if result.get("dev_metrics"):
         summary["dev"] = {k: v for k, v in result["dev_metrics"].items() if isinstance(v, (int, float))}
-    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")  # paths stay readable (UTF-8)

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from albert_cli.cli.options import FormatOpt, TextColumnOpt
+from albert_cli.cli.options import InputFormatOpt, OldInputFormatOpt, TextColumnOpt, input_format
 
 
 def pretrain(
@@ -24,7 +24,8 @@ def pretrain(
     ),
     config: Optional[str] = typer.Option(None, "--config", help="Model shape: tiny|small|base|large or a JSON file [default: small]."),
     init: Optional[str] = typer.Option(None, "--init", help="Continue from a model directory (pretrain output, HF or Google)."),
-    fmt: Optional[str] = FormatOpt,
+    fmt: Optional[str] = InputFormatOpt,
+    old_fmt: Optional[str] = OldInputFormatOpt,
     text_column: str = TextColumnOpt,
     doc_column: Optional[str] = typer.Option(
         None, "--doc-column", help="CSV/JSONL: consecutive rows with the same value form a document [default: one per file]."
@@ -74,7 +75,8 @@ def pretrain(
 
     opts = PretrainOptions(
         corpus=list(corpus), output=str(output), tokenizer=str(tokenizer) if tokenizer else None, config=config,
-        init=init, format=fmt, text_column=text_column, doc_column=doc_column, max_seq_length=max_seq_length,
+        init=init, format=input_format(fmt, old_fmt), text_column=text_column, doc_column=doc_column,
+        max_seq_length=max_seq_length,
         max_predictions_per_seq=max_predictions_per_seq, masked_lm_prob=masked_lm_prob,
         short_seq_prob=short_seq_prob, batch_size=batch_size, learning_rate=learning_rate,
         warmup_steps=warmup_steps, decay_steps=decay_steps, max_steps=max_steps, max_time=max_time, epochs=epochs,
@@ -91,4 +93,4 @@ def pretrain(
         from albert_cli.errors import AlbertError
 
         raise AlbertError("internal check failed: tensorflow was imported on the JAX path")
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")  # paths stay readable (UTF-8)

@@ -16,6 +16,7 @@ from typing import BinaryIO, List, Optional
 
 import typer
 
+from albert_cli.cli.options import AlbertCommand, input_format
 from albert_cli.data.sources import display_name, open_input, utf8_lines
 from albert_cli.errors import DataError, UsageError
 from albert_cli.text.normalize import NormalizerOptions
@@ -30,7 +31,7 @@ app = typer.Typer(
 
 
 class InputFormat(str, Enum):
-    """``--format`` choices (`albert_cli.data.readers.FORMATS`, plus auto)."""
+    """``--input-format`` choices (`albert_cli.data.readers.FORMATS`, plus auto)."""
 
     auto = "auto"
     txt = "txt"
@@ -39,7 +40,7 @@ class InputFormat(str, Enum):
     jsonl = "jsonl"
 
 
-@app.command("train")
+@app.command("train", cls=AlbertCommand)
 def train(
     inputs: List[Path] = typer.Argument(
         ...,
@@ -56,8 +57,9 @@ def train(
     ),
     vocab_size: int = typer.Option(30000, "--vocab-size", help="Number of pieces, including the 5 special ones."),
     fmt: InputFormat = typer.Option(
-        InputFormat.auto, "--format", help="Input format; auto = from the file extension (.csv .tsv .jsonl, else text)."
+        InputFormat.auto, "--input-format", help="Input format; auto = from the file extension (.csv .tsv .jsonl, else text)."
     ),
+    old_fmt: Optional[InputFormat] = typer.Option(None, "--format", hidden=True, help="Deprecated: use --input-format."),
     text_column: str = typer.Option("text", "--text-column", help="Column (CSV/TSV) or key (JSONL) holding the text."),
     cased: bool = typer.Option(False, "--cased", help="Keep upper case (default: lowercase, like ALBERT)."),
     keep_accents: bool = typer.Option(
@@ -79,6 +81,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing PREFIX.model/.vocab/.json files."),
 ) -> None:
     """Train an ALBERT-style unigram SentencePiece model: <pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4."""
+    chosen_format = _input_format(fmt, old_fmt)
     existing = [p for p in (Path(f"{output}{ext}") for ext in (".model", ".vocab", ".json")) if p.exists()]
     if existing and not overwrite:
         raise UsageError(f"{existing[0]}: exists (use --overwrite to replace {output}.model/.vocab/.json)")
@@ -86,6 +89,9 @@ def train(
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         what = "does not exist" if not parent.exists() else "is not a directory" if not parent.is_dir() else "is not writable"
         raise UsageError(f"{output}: cannot write the vocabulary: {parent} {what}")
+    from albert_cli.artifacts.modeldir import check_writable_dir
+
+    check_writable_dir(parent, output)  # root passes os.access even in /proc
 
     from albert_cli.console import err_console, info
     from albert_cli.text.spm import train_sentencepiece
@@ -115,7 +121,7 @@ def train(
             character_coverage=character_coverage,
             seed=seed,
             progress=on_event,
-            fmt=None if fmt == InputFormat.auto else fmt.value,
+            fmt=chosen_format,
             text_column=text_column,
         )
     finally:
@@ -127,7 +133,13 @@ def train(
     )
 
 
-@app.command("encode")
+def _input_format(fmt: InputFormat, old: InputFormat | None) -> str | None:
+    """--input-format (or its deprecated spelling --format); None for auto."""
+    chosen = input_format(None if fmt == InputFormat.auto else fmt.value, old.value if old is not None else None)
+    return None if chosen in (None, InputFormat.auto.value) else chosen
+
+
+@app.command("encode", cls=AlbertCommand)
 def encode(
     model: Path = typer.Option(
         ..., "--model", "-m", help="SentencePiece model (PREFIX.model); PREFIX.json next to it sets the normalizer.",

@@ -10,7 +10,8 @@ Formats (chosen by extension or ``fmt``):
   quote processing (as GLUE-style files expect).
 * ``jsonl``: one JSON object per line; multi-label labels may be JSON lists.
 * ``txt``: one example per line (no labels), or fastText style
-  ``__label__A __label__B text`` when labels are needed.
+  ``__label__A __label__B text`` when labels are needed. For a pair task
+  (a text pair column is set), each line is ``TEXT<TAB>PAIR``.
 
 ``-`` reads standard input.
 """
@@ -65,7 +66,7 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     if fmt and fmt != "auto":
         fmt = fmt.lower()
         if fmt not in FORMATS:
-            raise UsageError(f"unknown --format '{fmt}': use one of {', '.join(FORMATS)}")
+            raise UsageError(f"unknown --input-format '{fmt}': use one of {', '.join(FORMATS)}")
         return fmt
     if is_stdin(path):
         return "txt"
@@ -74,6 +75,24 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
         if suffix in _EXTENSIONS:
             return _EXTENSIONS[suffix]
     return "txt"
+
+
+PAIR_SEPARATOR = "\t"
+
+
+def split_pair(line: str) -> tuple[str, str, str | None]:
+    """A plain-text line of a pair task, ``TEXT<TAB>PAIR``: (text, pair, None), or ("", "", what is wrong).
+
+    Exactly one tab: a third field (a label column of a TSV file, say) must not slip into the pair's text.
+    """
+    fields = line.split(PAIR_SEPARATOR)
+    if len(fields) == 2:
+        for value, where in zip(fields, ("text before", "pair after")):
+            if not value.strip():
+                return "", "", f"empty {where} the tab"
+        return fields[0], fields[1], None
+    found = "no tab" if len(fields) == 1 else f"{len(fields)} tab-separated fields"
+    return "", "", f"pair input needs TEXT<TAB>PAIR lines, found {found}"
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -196,7 +215,7 @@ def _missing_column(name: str, column: str, option: str, columns: list[str]) -> 
     if len(columns) == 1:
         for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"), (",", "comma")):
             if sep in columns[0]:
-                hint = f"; the header looks {label}-separated: check the delimiter or --format"
+                hint = f"; the header looks {label}-separated: check the delimiter or --input-format"
                 break
     return DataError(f"{name}: no column '{column}' (set it with {option}); columns are: {shown}{hint}")
 
@@ -227,7 +246,7 @@ def read_dataset(
         return _read_table(text, name, fmt, text_column, text_pair_column, label_column, label_kind, skip_bad_rows)
     if fmt == "jsonl":
         return _read_jsonl(text, name, text_column, text_pair_column, label_column, label_kind, skip_bad_rows)
-    return _read_txt(text, name, label_column, label_kind, skip_bad_rows)
+    return _read_txt(text, name, label_column, label_kind, skip_bad_rows, pairs=text_pair_column is not None)
 
 
 def _read_table(text, name, fmt, text_column, pair_column, label_column, label_kind, skip_bad_rows) -> Dataset:
@@ -302,10 +321,17 @@ def _read_jsonl(text, name, text_column, pair_column, label_column, label_kind, 
     return col.finish()
 
 
-def _read_txt(text, name, label_column, label_kind, skip_bad_rows) -> Dataset:
+def _read_txt(text, name, label_column, label_kind, skip_bad_rows, pairs: bool = False) -> Dataset:
     labelled = label_column is not None
-    col = _Collector(name, "text", None, "label" if labelled else None, label_kind, skip_bad_rows, "line")
+    col = _Collector(name, "text", "pair" if pairs else None, "label" if labelled else None, label_kind,
+                     skip_bad_rows, "line")
     for lineno, line in enumerate(text.splitlines(), start=1):
+        pair = None
+        if pairs:  # TEXT<TAB>PAIR (fastText labels, if any, lead TEXT)
+            line, pair, problem = split_pair(line)
+            if problem:
+                col.bad(f"line {lineno}: {problem}")
+                continue
         if labelled:
             labels, words = [], line.split()
             while words and words[0].startswith(FASTTEXT_PREFIX):
@@ -316,9 +342,9 @@ def _read_txt(text, name, label_column, label_kind, skip_bad_rows) -> Dataset:
                     f"'{FASTTEXT_PREFIX}LABEL text' lines (or use CSV/TSV/JSONL with a label column)"
                 )
             label = labels if label_kind == "multi" else labels[0]
-            col.add(lineno, " ".join(words), None, label)
+            col.add(lineno, " ".join(words), pair, label)
         else:
-            col.add(lineno, line)
+            col.add(lineno, line, pair)
     return col.finish()
 
 

@@ -7,9 +7,9 @@ backbone in one ``tf.function`` (input signature [None, None], so batches of
 any shape reuse one trace). Pooling (``albert_cli.model.kinds.EMBED_POOLINGS``):
 
 * ``pooler`` - ``pooled_output`` (tanh dense on [CLS]; HF ``pooler_output``); the
-  default, except for a model fine-tuned with ``--pooling mean``, whose pooler is untrained
-  (default ``mean`` there)
-* ``cls``    - ``sequence_output[:, 0]`` (HF ``last_hidden_state[:, 0]``)
+  default, except for a model fine-tuned with ``--pooling mean`` (default ``mean`` there); refused
+  for such a model when nothing trained its pooler (no ``--init``, no ``--tapt-steps``: `pooler_trained`)
+* ``cls``    - ``sequence_output[:, 0]`` (HF ``last_hidden_state[:, 0]``); refused where ``pooler`` is
 * ``mean``   - mean of ``sequence_output`` over the real tokens (padding_mask = 1,
   which includes [CLS] and [SEP], as sentence-transformers' mean pooling)
 
@@ -22,11 +22,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from albert_cli._tf import import_tf
+from albert_cli.artifacts.modeldir import META_FILE, ModelMeta, open_model_dir
 from albert_cli.errors import ModelError, UsageError
 from albert_cli.inference.base import check_batch_size
 from albert_cli.inference.streaming import chunked, iter_lines, stream_wait
@@ -46,6 +48,43 @@ def _check_options(pooling: str | None, batch_size: int, max_seq_length: int | N
         raise UsageError(f"--pooling must be one of {', '.join(EMBED_POOLINGS)}, got '{pooling}'")
     check_batch_size(batch_size)
     check_sequence_length(max_seq_length, minimum=2)
+
+
+def pooler_trained(meta: ModelMeta, depth: int = 0) -> bool:
+    """Whether the tanh pooler (and the [CLS] vector it reads) of an albert-cli model was ever trained.
+
+    A mean-pooled classifier freezes its pooler, so only its starting point can have trained it: ``--init``
+    weights (pretraining's sentence-order task trains the pooler; an albert-cli ``--init`` is asked in turn)
+    or ``--tapt-steps`` (the same task, on the task's texts).
+    """
+    if meta.pooling != "mean":
+        return True  # the classifier read the pooler: fine-tuning trained it
+    training = meta.training or {}
+    if training.get("tapt_steps"):
+        return True
+    init = training.get("init")
+    if not init:
+        return False
+    try:
+        parent = open_model_dir(init)[1]
+    except ModelError:  # a Google/HF checkpoint or hub id (pretrained), or gone since: trust it
+        return True
+    return depth < 8 and pooler_trained(parent, depth + 1)
+
+
+def _check_pooling(model, loaded, pooling: str) -> None:
+    """Refuse a pooling that reads an untrained pooler: every text would get about the same vector."""
+    if pooling == "mean" or loaded.format != "albert_cli" or loaded.pooling != "mean":
+        return
+    try:  # albert_cli.json beside the weights (the directory need not hold a SavedModel to be embedded)
+        meta = ModelMeta.from_dict(json.loads((Path(loaded.path) / META_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return  # no history to judge by
+    if not pooler_trained(meta):
+        raise UsageError(
+            f"--pooling {pooling}: {model} was fine-tuned with mean pooling and never pretrained, so its tanh "
+            "pooler and [CLS] vector were never trained (every text gets about the same vector); use --pooling mean"
+        )
 
 
 def embed_sequence_length(config: AlbertConfig, max_seq_length: int | None = None) -> int:
@@ -115,6 +154,7 @@ class Embedder:
         self.max_seq_length = embed_sequence_length(config, max_seq_length)
         # Default: the pooling the model was fine-tuned with (a mean-pooled model's tanh pooler is untrained).
         self.pooling = pooling or loaded.pooling
+        _check_pooling(model, loaded, self.pooling)
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
         self.hidden_size = config.hidden_size

@@ -12,6 +12,7 @@ from albert_cli.artifacts.modeldir import ModelMeta, atomic_write_text, open_mod
 from albert_cli.console import err_console, warn
 from albert_cli.data.labels import LABEL_KINDS, LabelVocab
 from albert_cli.data.readers import read_dataset
+from albert_cli.errors import UsageError
 from albert_cli.inference.base import check_batch_size
 from albert_cli.inference.predict import make_predictor
 from albert_cli.inference.writers import OutputOptions, format_rows
@@ -23,6 +24,8 @@ SUMMARY_KEYS = ("accuracy", "subset_accuracy", "macro_f1", "micro_f1", "weighted
 def _read_test_set(meta: ModelMeta, test_path, fmt, text_column, text_pair_column, label_column, skip_bad_rows):
     """The labelled rows, with the model's own column names as defaults."""
     cols = meta.columns or {}
+    if text_pair_column is not None and not meta.pair:
+        raise UsageError("--text-pair-column: this model classifies single texts, it has no second input")
     if text_pair_column is None and meta.pair:
         text_pair_column = cols.get("text_pair")
     return read_dataset(
@@ -96,6 +99,8 @@ def evaluate(
     """
     check_batch_size(batch_size)
     meta = open_model_dir(model_dir)[1]  # no TensorFlow yet: bad data fails fast
+    if threshold is not None and meta.task != "multi_label":  # it would change nothing
+        raise UsageError(f"--threshold applies to multi-label models; this one is {meta.task.replace('_', '-')}")
     ds = _read_test_set(meta, test_path, fmt, text_column, text_pair_column, label_column, skip_bad_rows)
     predictor = make_predictor(model_dir, batch_size=batch_size)
     out = predictor.predict(ds.texts, ds.pairs)

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -73,19 +73,32 @@ def format_rows(meta: ModelMeta, out: dict[str, np.ndarray], opts: OutputOptions
     return rows
 
 
+def check_output_options(meta: ModelMeta, opts: OutputOptions) -> OutputOptions:
+    """`opts` if every option does something for this model and format, else a one-line UsageError; `top_k`
+    is cut to the number of labels."""
+    if opts.format not in OUTPUT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got '{opts.format}'")
+    asked = [name for name, on in (("--all-scores", opts.all_scores), (f"--top-k {opts.top_k}", opts.top_k > 1)) if on]
+    if asked and meta.task == "regression":
+        raise UsageError(f"{asked[0]}: a regression model predicts one value, it has no label scores")
+    if asked and opts.format == "label":
+        raise UsageError(f"{asked[0]}: --format label prints the label alone; use --format jsonl, tsv or csv")
+    if opts.threshold is not None and meta.task != "multi_label":
+        raise UsageError(f"--threshold applies to multi-label models; this one is {meta.task.replace('_', '-')}")
+    return replace(opts, top_k=max(1, min(opts.top_k, len(meta.labels))))
+
+
 class Writer:
     """Writes records to a stream (stdout by default) in the chosen format, flushing per call.
 
     Args:
         meta: the model's metadata (task and labels decide the table columns).
-        opts: the output options; ``opts.format`` is checked here.
+        opts: the output options, checked here (`check_output_options`).
         stream: a text stream [default: ``sys.stdout``].
     """
 
     def __init__(self, meta: ModelMeta, opts: OutputOptions, stream=None):
-        if opts.format not in OUTPUT_FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got '{opts.format}'")
-        self.meta, self.opts = meta, opts
+        self.meta, self.opts = meta, check_output_options(meta, opts)
         self.stream = stream or sys.stdout
         self.header_done = False
 
@@ -93,6 +106,8 @@ class Writer:
         if self.meta.task == "regression":
             return ["value"]
         cols = ["label", "score"]
+        if self.opts.top_k > 1:  # the same K labels as jsonl's "top_k", best first
+            cols += [f"top{k}_{field}" for k in range(1, self.opts.top_k + 1) for field in ("label", "score")]
         if self.opts.all_scores:
             cols += [f"p_{l}" for l in self.meta.labels]
         return cols
@@ -100,8 +115,12 @@ class Writer:
     def _flat(self, rec: dict) -> list[str]:
         if "error" in rec:
             return ["" for _ in self._columns()]
-        vals = [rec.get("value")] if self.meta.task == "regression" else [rec["label"], f"{rec['score']:.6f}"]
-        if self.opts.all_scores and self.meta.task != "regression":
+        if self.meta.task == "regression":
+            return [str(rec.get("value"))]
+        vals = [rec["label"], f"{rec['score']:.6f}"]
+        for top in rec.get("top_k", []):
+            vals += [top["label"], f"{top['score']:.6f}"]
+        if self.opts.all_scores:
             vals += [f"{rec['probabilities'][l]:.6f}" for l in self.meta.labels]
         return [str(v) for v in vals]
 

@@ -33,10 +33,11 @@ def check_sequence_length(length: int | None, positions: int | None = None, opti
         return None
     if length < minimum:
         raise UsageError(f"{option} must be at least {minimum}, got {length}")
-    if length > MAX_SEQUENCE_LENGTH:
-        raise UsageError(f"{option} must be at most {MAX_SEQUENCE_LENGTH} (and the model's positions), got {length}")
+    # The model's own limit first, when known: its number is the one that matters to the user.
     if positions is not None and length > positions:
         raise UsageError(f"{option} {length} exceeds the model's {positions} positions (max_position_embeddings)")
+    if length > MAX_SEQUENCE_LENGTH:
+        raise UsageError(f"{option} must be between {minimum} and {MAX_SEQUENCE_LENGTH}, got {length}")
     return int(length)
 
 
