@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import model_meta, run_albert
+from conftest import assert_clean_error, model_meta, run_albert, write_two_class_csv
 
 TOPICS = {
     "sport": ["football", "match", "goal", "team", "coach", "league"],
@@ -264,3 +264,15 @@ def test_dev_score_is_the_figure_of_dev_metrics(task, metrics):
     full = dev_metrics(task, y, out, thresholds)
     for metric in metrics:
         assert dev_score(task, metric, y, out, thresholds) == full[metric]
+
+
+@pytest.mark.parametrize("args, task", [
+    (("--metric", "loss"), "single_label"),  # was accepted, then failed after training with KeyError: 'loss'
+    (("--multi-label", "--metric", "accuracy"), "multi_label"),
+    (("--task", "regression", "--metric", "accuracy"), "regression"),
+])
+def test_metric_the_dev_evaluation_does_not_compute_is_refused_before_training(tmp_path, args, task):
+    train = write_two_class_csv(tmp_path)
+    res = run_albert("finetune", train, "-o", tmp_path / "m", "--dev", train, *args)
+    assert_clean_error(res, 2, "--metric", task, args[-1])
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()

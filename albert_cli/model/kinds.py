@@ -14,10 +14,15 @@ POOLINGS = ("pooler", "mean")
 EMBED_POOLINGS = ("pooler", "cls", "mean")
 """What `albert embed` can return: the pooler output, the raw [CLS] vector, or the mean of the token vectors."""
 
-DEV_METRICS = ("accuracy", "macro_f1", "micro_f1", "loss", "mse", "pearson")
-"""Dev metrics that can pick the best fine-tuning step (``--metric``)."""
+DEV_METRICS = {
+    "single_label": ("accuracy", "macro_f1", "micro_f1", "weighted_f1"),
+    "multi_label": ("micro_f1", "macro_f1", "subset_accuracy"),
+    "regression": ("mse", "mae", "pearson", "spearman"),
+}
+"""Dev metrics that can pick the best fine-tuning step (``--metric``), per task: figures the dev evaluation
+computes (`albert_cli.metrics`)."""
 
-LOWER_IS_BETTER = ("loss", "mse")
+LOWER_IS_BETTER = ("mse", "mae")
 
 
 def default_metric(task: str) -> str:

@@ -88,10 +88,13 @@ class FinetuneOptions:
 
     def _check_combinations(self) -> None:
         choices = {"task": (self.task, TASKS), "pooling": (self.pooling, POOLINGS),
-                   "precision": (self.precision, PRECISIONS), "metric": (self.metric, DEV_METRICS)}
+                   "precision": (self.precision, PRECISIONS)}
         for name, (value, allowed) in choices.items():
             if value is not None and value not in allowed:
                 raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got '{value}'")
+        metrics = DEV_METRICS[self.task]
+        if self.metric is not None and self.metric not in metrics:
+            raise UsageError(f"--metric for --task {self.task} must be one of {', '.join(metrics)}, got '{self.metric}'")
         if self.dev and self.dev_split:
             raise UsageError("give either --dev or --dev-split, not both")
         if self.class_weights not in (None, "none", "balanced"):
