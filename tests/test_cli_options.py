@@ -13,6 +13,8 @@ import csv
 import json
 import os
 import re
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,8 +114,14 @@ def test_pair_model_reads_tab_separated_lines_from_stdin(models, table_records):
 def test_pair_model_says_how_to_give_pairs_as_plain_text(models, tmp_path):
     """Single texts piped into a pair model: one line with the command that works, not an error per line."""
     res = run_albert("predict", models["pair_model"], "-", input="just one text\nanother\n")
-    assert_clean_error(res, 2, "line 1", "no tab", "TEXT<TAB>PAIR", f"albert predict {models['pair_model']} -")
+    assert_clean_error(res, 2, "line 1", "no tab", "TEXT<TAB>PAIR", "try: ")
     assert res.stdout == ""
+    suggested = res.stderr.split("try: ", 1)[1].strip()  # the command it names works, as written
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    ran = subprocess.run(["bash", "-c", suggested], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    assert set(json.loads(ran.stdout)) >= {"label", "score"}
 
 
 def test_pair_model_reads_tab_separated_lines_from_text_files(models, table_records, tmp_path):
@@ -153,6 +161,7 @@ REFUSED = [
     ("pair_model", ["--format", "label", "--top-k", "2"], ["--top-k", "--format label"]),
     ("pair_model", ["--threshold", "0.5"], ["--threshold", "multi-label"]),
     ("pair_model", ["-", "--text-column", "premise"], ["--text-column", "plain text", "TEXT<TAB>PAIR"]),
+    ("pair_model", ["-", "--skip-bad-rows"], ["--skip-bad-rows", "plain-text", "error record"]),
     ("reg_model", ["--all-scores"], ["--all-scores", "regression"]),
     ("reg_model", ["--top-k", "3"], ["--top-k", "regression"]),
     ("reg_model", ["--format", "tsv", "--all-scores"], ["--all-scores", "regression"]),

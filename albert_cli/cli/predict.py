@@ -70,6 +70,8 @@ def _read_table(meta, input: str, fmt, text_column, text_pair_column, skip_bad_r
             if value is not None:  # plain text has no columns: the option would be ignored
                 pair = "; a pair model reads TEXT<TAB>PAIR lines" if meta.pair else ""
                 raise UsageError(f"{option} applies to CSV/TSV/JSONL input, not plain text{pair}")
+        if skip_bad_rows:  # a bad line keeps its place as an error record: one output line per input line
+            raise UsageError("--skip-bad-rows applies to CSV/TSV/JSONL input; a bad plain-text line gives an error record")
         if not is_stdin(input):
             check_input_file(input)
         return None
