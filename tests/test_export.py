@@ -140,15 +140,6 @@ def test_evaluate_tflite_dynamic_range_close_to_savedmodel(predictions):
     assert abs(report["accuracy"] - np.mean([a == b for a, b in zip(labels_s, gold)])) <= 0.05
 
 
-def test_int8_calibrates_on_the_texts_kept_with_the_model(exported, tmp_path):
-    out = tmp_path / "int8"
-    res = run_albert("export", exported["model"], "-o", out, "--quantize", "int8", "--min-agreement", "0")
-    assert res.returncode == 0, res.stderr
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert summary["calibration"]["examples"] > 0 and summary["check"]["source"] == "kept with the model"
-    assert 0.0 <= summary["check"]["label_agreement"] <= 1.0 and (out / "model.tflite").is_file()
-
-
 BAD_OPTIONS = [
     (("--format", "saved_model", "--quantize", "dynamic"), ("not supported", "saved_model")),
     (("--format", "onnx"), ("--format",)),

@@ -305,6 +305,11 @@ def export_model(
     src, meta = open_model_dir(model)
     if is_tflite_dir(src):
         raise ModelError(f"{src}: already a TFLite export; export from the SavedModel model directory")
+    if quantize == "int8" and meta.bow_buckets:
+        raise UsageError(
+            f"{src}: --quantize int8 makes every activation int8, and the bag of n-grams member computes hashed "
+            "word ids: use --quantize dynamic (int8 weights), or train with --no-bow for full int8"
+        )
     out = Path(out)
     if out.absolute() == src.absolute() or src.absolute() in out.absolute().parents:
         raise UsageError(f"{out}: the output must not be the model directory or inside it")
