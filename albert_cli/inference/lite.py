@@ -128,6 +128,7 @@ class Runner:
             raise ModelError(f"{where}: expected one TFLite output, found {len(outputs)}")
         self.output = outputs[0]["index"]
         self.shape: tuple | None = None
+        self.where = where
 
     def __call__(self, packed: Packed) -> np.ndarray:
         """The model's one output for a packed batch."""
@@ -140,7 +141,12 @@ class Runner:
             self.shape = shape
         for name, index in self.inputs.items():
             it.set_tensor(index, np.ascontiguousarray(packed[name], dtype=np.int32))
-        it.invoke()
+        try:
+            it.invoke()
+        except RuntimeError as exc:  # a kernel's check failed: one line, not a traceback
+            raise ModelError(
+                f"{self.where}: the TFLite model failed on a batch of shape {shape} ({first_line(exc)})"
+            ) from None
         return it.get_tensor(self.output).copy()
 
 
