@@ -307,10 +307,15 @@ def test_unwritable_output_is_one_usage_line(models, tmp_path):
 
 
 def test_max_seq_length_message_says_the_number(tmp_path):
-    from albert_cli.text.preprocessor import MAX_SEQUENCE_LENGTH
+    """Before the model is known, the bounds; once it is (embed), the model's own number of positions."""
+    from albert_cli.text.preprocessor import MAX_SEQUENCE_LENGTH, MIN_SEQUENCE_LENGTH
 
     res = run_albert("finetune", write_two_class_csv(tmp_path), "-o", tmp_path / "m", "--max-seq-length", 100000)
-    assert_clean_error(res, 2, "--max-seq-length", str(MAX_SEQUENCE_LENGTH), "100000")
+    assert_clean_error(res, 2, "--max-seq-length", f"between {MIN_SEQUENCE_LENGTH} and {MAX_SEQUENCE_LENGTH}", "100000")
+    hf = FIXTURES / "embed_albert" / "hf"
+    positions = json.loads((hf / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"]
+    res = run_albert("embed", hf, "--max-seq-length", 100000, input="a text\n")
+    assert_clean_error(res, 2, "--max-seq-length", "100000", f"model's {positions} positions")
 
 
 def test_json_summaries_are_utf8(models):

@@ -47,7 +47,8 @@ def _check_options(pooling: str | None, batch_size: int, max_seq_length: int | N
     if pooling is not None and pooling not in EMBED_POOLINGS:
         raise UsageError(f"--pooling must be one of {', '.join(EMBED_POOLINGS)}, got '{pooling}'")
     check_batch_size(batch_size)
-    check_sequence_length(max_seq_length, minimum=2)
+    if max_seq_length is not None and max_seq_length < 2:  # the upper bound waits for the model's positions
+        check_sequence_length(max_seq_length, minimum=2)
 
 
 def pooler_trained(meta: ModelMeta, depth: int = 0) -> bool:
