@@ -76,6 +76,7 @@ def test_tokenize_train_shrinks_a_vocabulary_the_text_cannot_support(tmp_path, c
     tok = SentencePieceTokenizer.from_file(tmp_path / "zh.model")
     assert tok.vocab_size == used
     assert json.loads((tmp_path / "zh.json").read_text(encoding="utf-8"))["training"]["vocab_size"] == used
+    assert f"({used:,} pieces" in res.stderr and f"({asked:,} pieces" not in res.stderr  # the last line too
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data.name, "zh.json", "zh.model", "zh.vocab"])
 
 

@@ -70,7 +70,9 @@ def finetune(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate on dev every N steps [default: each epoch]."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N evaluations without improvement."),
     metric: Optional[str] = typer.Option(
-        None, "--metric", help="Dev metric that picks the best model: accuracy, macro_f1, micro_f1, loss, mse, pearson."
+        None, "--metric", help="Dev metric that picks the best model: accuracy, macro_f1, micro_f1, weighted_f1 (single-label); "
+        "micro_f1, macro_f1, subset_accuracy (multi-label); mse, mae, pearson, spearman (regression) "
+        "[default: accuracy, micro_f1, mse]."
     ),
     class_weights: Optional[str] = typer.Option(None, "--class-weights", help="'balanced' to weight classes by inverse frequency."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps [default: each epoch]."),

@@ -6,6 +6,7 @@ commands), so `albert --help` stays instant.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -127,9 +128,10 @@ def train(
     finally:
         if status is not None:
             status.stop()
+    used = json.loads(Path(paths["sidecar"]).read_text(encoding="utf-8"))["training"]["vocab_size"]  # after a shrink
     info(
         f"wrote {paths['model']}, {paths['vocab']}, {paths['sidecar']} "
-        f"({vocab_size:,} pieces, {time.time() - t0:.1f}s)"
+        f"({used:,} pieces, {time.time() - t0:.1f}s)"
     )
 
 
