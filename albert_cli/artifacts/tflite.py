@@ -39,6 +39,7 @@ from albert_cli.data.readers import read_dataset
 from albert_cli.errors import DataError, ModelError, UsageError
 from albert_cli.inference.base import output_key
 from albert_cli.inference.lite import INPUT_NAMES, Packer, Runner, first_line, make_interpreter
+from albert_cli.text.preprocessor import run_length_grouped
 from albert_cli.artifacts.modeldir import (
     ASSETS, META_FILE, TFLITE_FILE, ModelMeta, atomic_write_text, commit, discard_if_empty, is_tflite_dir,
     load_saved_model, open_model_dir, prepare_output,
@@ -155,13 +156,14 @@ def _check_on_texts(tf, loaded, meta: ModelMeta, packer: Packer, content: bytes,
     signature, key = loaded.signatures["classify_ids"], output_key(meta)
     runner = Runner(make_interpreter(content=content), "the converted model")
     examples = packer.encode(check.texts, check.pairs)
-    order = np.argsort([packer.packed_length(e) for e in examples], kind="stable")
-    want, got = [], []
-    for start in range(0, len(order), 16):  # batches of similar length: little padding, one shape each
-        packed = packer.pack([examples[i] for i in order[start:start + 16]])
-        want.append(signature(**{name: tf.constant(packed[name]) for name in INPUT_NAMES})[key].numpy())
-        got.append(runner(packed).reshape(want[-1].shape))
-    return agreement(meta, np.concatenate(want), np.concatenate(got), check.source)
+
+    def run_batch(idx):  # both models on the same packed batch
+        packed = packer.pack([examples[i] for i in idx])
+        want = signature(**{name: tf.constant(packed[name]) for name in INPUT_NAMES})[key].numpy()
+        return {"want": want, "got": runner(packed).reshape(want.shape)}
+
+    out = run_length_grouped([packer.packed_length(e) for e in examples], 16, run_batch)
+    return agreement(meta, out["want"], out["got"], check.source)
 
 
 def _refuse_below(model_dir, quantize: str, found, min_agreement: float) -> None:
