@@ -15,7 +15,7 @@ from albert_cli import __version__
 
 app = typer.Typer(
     name="albert",
-    help="Text classification with ALBERT: tokenize, pretrain, finetune, predict, evaluate.",
+    help="Text classification with ALBERT: tokenize, pretrain, finetune, predict, evaluate, serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -49,6 +49,7 @@ from albert_cli.cli import predict as _predict  # noqa: E402
 from albert_cli.cli import evaluate as _evaluate  # noqa: E402
 from albert_cli.cli import embed as _embed  # noqa: E402
 from albert_cli.cli import export as _export  # noqa: E402
+from albert_cli.cli import serve as _serve  # noqa: E402
 from albert_cli.cli.options import AlbertCommand  # noqa: E402
 
 app.add_typer(_tokenize.app, name="tokenize")
@@ -58,6 +59,7 @@ app.command("predict", cls=AlbertCommand)(_predict.predict)
 app.command("evaluate", cls=AlbertCommand)(_evaluate.evaluate)
 app.command("embed", cls=AlbertCommand)(_embed.embed)
 app.command("export", cls=AlbertCommand)(_export.export)
+app.command("serve", cls=AlbertCommand)(_serve.serve)
 
 
 def main(argv: list[str] | None = None) -> None:
