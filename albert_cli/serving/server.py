@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 
-from albert_cli.errors import UsageError
+from albert_cli.errors import AlbertError, UsageError
 from albert_cli.serving.options import ServeOptions
 
 INSTALL_HINT = "pip install 'albert-cli[serve]'"
@@ -39,7 +39,7 @@ def log(line: str) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on (host, port), or a one-line `UsageError`."""
+    """A listening socket on (host, port), or a one-line `AlbertError` (exit 1)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, _, _, _, address = infos[0]
@@ -48,7 +48,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
         sock.listen(2048)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+        raise AlbertError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     sock.setblocking(False)
     return sock
 
