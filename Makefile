@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine with Python 3.11:
 #   make quickstart   install into .venv, then train, predict and evaluate on sample_data/
 #   make quickstart-zh  the same in Chinese: README.md's 中文 quick start on sample_data/reviews_zh.csv
-#   make test         install into .venv (with the test and serve extras), then run the test suite
+#   make test         install into .venv (with the test, serve and beam extras), then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,7 +12,7 @@ OUT    ?= quickstart-out
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,serve]'
+	$(BIN)/python -m pip install --quiet -e '.[test,serve,beam]'
 	touch $@
 
 install: $(BIN)/.installed
