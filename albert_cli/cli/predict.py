@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -11,7 +11,10 @@ from albert_cli.cli.options import InferencePrecisionOpt, InputFormatOpt, SkipBa
 
 def predict(
     model: str = typer.Argument(..., help="Model directory written by `albert finetune` (or a TFLite one from `albert export`)."),
-    input: str = typer.Argument("-", help="Input file (txt: one text per line, TEXT<TAB>PAIR for a pair model; or CSV/TSV/JSONL), '-' for stdin."),
+    inputs: Optional[List[str]] = typer.Argument(
+        None, metavar="INPUT", help="Input file (txt: one text per line, TEXT<TAB>PAIR for a pair model; or CSV/TSV/JSONL), "
+        "'-' for stdin [default: -]. With --runner: one or more files or globs, local or on any file system Beam reads."
+    ),
     output_format: str = typer.Option("jsonl", "--format", "-f", help="Output: jsonl, tsv, csv or label (labels only)."),
     fmt: Optional[str] = InputFormatOpt,
     text_column: Optional[str] = typer.Option(
@@ -27,10 +30,25 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
     precision: Optional[str] = InferencePrecisionOpt,
     skip_bad_rows: bool = SkipBadRowsOpt,
+    runner: Optional[str] = typer.Option(
+        None, "--runner", help="Run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+        "FlinkRunner, SparkRunner, ...); needs the beam extra and -o."
+    ),
+    output_prefix: Optional[str] = typer.Option(
+        None, "--output", "-o", help="With --runner: write sharded JSONL, OUTPUT-00000-of-000NN.jsonl."
+    ),
+    pipeline_option: Optional[List[str]] = typer.Option(
+        None, "--pipeline-option", help="With --runner: one of Beam's pipeline options, KEY=VALUE (repeat it), e.g. "
+        "direct_num_workers=2, project=P, region=R, temp_location=gs://B/tmp."
+    ),
+    id_column: Optional[str] = typer.Option(
+        None, "--id-column", help="With --runner, CSV/TSV/JSONL: a column copied into each record as \"id\"."
+    ),
 ) -> None:
     """Predict labels. Plain-text input gives exactly one output line per input line, in order
     (an empty or undecodable line gives {"error": ..., "line": N}); a pair model reads TEXT<TAB>PAIR lines.
-    Output is flushed per batch."""
+    Output is flushed per batch. With --runner, the same records (plus their source and line, or row and id) go
+    to sharded JSONL files through an Apache Beam pipeline."""
     from albert_cli.artifacts.modeldir import open_model_dir
     from albert_cli.console import closed_stdout_is_fine
     from albert_cli.errors import UsageError
@@ -38,6 +56,18 @@ def predict(
     from albert_cli.inference.predict import make_predictor, predict_lines, predict_table
     from albert_cli.inference.writers import OutputOptions, Writer
 
+    inputs = inputs or ["-"]
+    if runner is not None:
+        return _predict_beam(model, inputs, runner, output_prefix, pipeline_option or [], id_column, output_format,
+                             fmt, text_column, text_pair_column, all_scores, top_k, threshold, batch_size, precision,
+                             skip_bad_rows)
+    for option, value in (("-o", output_prefix), ("--pipeline-option", pipeline_option), ("--id-column", id_column)):
+        if value:
+            raise UsageError(f"{option} applies to a Beam pipeline: add --runner DirectRunner (or another runner)")
+    if len(inputs) > 1:
+        raise UsageError(f"{len(inputs)} INPUTs: albert predict reads one file or stdin; for several files or a "
+                         f"glob, run a Beam pipeline with --runner DirectRunner -o PREFIX")
+    input = inputs[0]
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
     set_inference_precision(precision)
@@ -54,6 +84,54 @@ def predict(
             predict_lines(predictor, input, writer)
         else:
             predict_table(predictor, ds, writer)
+
+
+BEAM_HINT = "pip install 'albert-cli[beam]'"
+
+
+def _require_beam() -> None:
+    """Apache Beam imported (its import-time notices kept off stderr), or a one-line UsageError naming the extra."""
+    import logging
+
+    from albert_cli.errors import UsageError, debug_enabled
+
+    if not debug_enabled():
+        logging.getLogger().setLevel(logging.ERROR)  # Beam logs notices on the root logger
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--runner needs Apache Beam: install it with {BEAM_HINT}") from None
+
+
+def _predict_beam(model, inputs, runner, output_prefix, pipeline_options, id_column, output_format, fmt, text_column,
+                  text_pair_column, all_scores, top_k, threshold, batch_size, precision, skip_bad_rows) -> None:
+    """`albert predict --runner`: the checks, then `albert_cli.inference.beam.run_job`; one JSON summary line."""
+    import json
+
+    from albert_cli.errors import UsageError
+    from albert_cli.inference.base import check_batch_size
+    from albert_cli.inference.writers import OutputOptions
+
+    if not output_prefix:
+        raise UsageError("--runner writes sharded JSONL files: give their prefix with -o, e.g. -o out/predictions")
+    if output_format != "jsonl":
+        raise UsageError(f"--format {output_format}: a Beam pipeline writes jsonl records (with their source)")
+    if "-" in inputs:
+        raise UsageError("--runner reads files (or globs), not stdin: give INPUT paths")
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    if threshold is not None and not 0 < threshold < 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
+    set_inference_precision(precision)
+    _require_beam()
+    from albert_cli.inference.beam import BeamJob, run_job
+
+    job = BeamJob(model=model, inputs=tuple(inputs), output_prefix=output_prefix, runner=runner,
+                  pipeline_options=tuple(pipeline_options), input_format=fmt, text_column=text_column,
+                  text_pair_column=text_pair_column, id_column=id_column, skip_bad_rows=skip_bad_rows,
+                  output=OutputOptions("jsonl", all_scores, top_k, threshold), batch_size=check_batch_size(batch_size),
+                  precision=precision)
+    print(json.dumps(run_job(job)), flush=True)
 
 
 def _read_table(meta, input: str, fmt, text_column, text_pair_column, skip_bad_rows):

@@ -16,20 +16,26 @@ STREAM_WAIT = 0.05
 def iter_lines(path) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text or None, error or None) for each line of `path` (``-``: stdin), streaming."""
     with open_input(path) as raw:
-        for lineno, line in enumerate(utf8_lines(raw, display_name(path)), start=1):
-            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            try:
-                text = line.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                yield lineno, None, "not valid UTF-8"
-                continue
-            if "\x00" in text:
-                yield lineno, None, "contains NUL bytes"
-            elif not text.strip():
-                yield lineno, None, "empty line"
-            else:
-                yield lineno, text, None
+        yield from stream_lines(raw, display_name(path))
+
+
+def stream_lines(raw, name: str) -> Iterator[tuple[int, str | None, str | None]]:
+    """`iter_lines` of an open binary stream (``albert predict --runner`` opens its inputs with Beam's file
+    systems); `name` is for messages."""
+    for lineno, line in enumerate(utf8_lines(raw, name), start=1):
+        if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        try:
+            text = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            yield lineno, None, "not valid UTF-8"
+            continue
+        if "\x00" in text:
+            yield lineno, None, "contains NUL bytes"
+        elif not text.strip():
+            yield lineno, None, "empty line"
+        else:
+            yield lineno, text, None
 
 
 def stream_wait(path) -> float | None:
