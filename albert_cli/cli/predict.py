@@ -96,7 +96,7 @@ def _require_beam() -> None:
     from albert_cli.errors import UsageError, debug_enabled
 
     if not debug_enabled():
-        logging.getLogger().setLevel(logging.ERROR)  # Beam logs notices on the root logger
+        logging.getLogger().setLevel(logging.CRITICAL)  # Beam logs notices (and a failed step's traceback) there
     try:
         import apache_beam  # noqa: F401
     except ImportError:
@@ -131,7 +131,13 @@ def _predict_beam(model, inputs, runner, output_prefix, pipeline_options, id_col
                   text_pair_column=text_pair_column, id_column=id_column, skip_bad_rows=skip_bad_rows,
                   output=OutputOptions("jsonl", all_scores, top_k, threshold), batch_size=check_batch_size(batch_size),
                   precision=precision)
-    print(json.dumps(run_job(job)), flush=True)
+    summary = run_job(job)
+    print(json.dumps(summary), flush=True)
+    if summary["failed_files"]:
+        from albert_cli.errors import DataError
+
+        raise DataError(f"{summary['failed_files']} input file(s) could not be read: their records "
+                        f"{{\"error\": ..., \"source\": FILE}} are in the shards")
 
 
 def _read_table(meta, input: str, fmt, text_column, text_pair_column, skip_bad_rows):

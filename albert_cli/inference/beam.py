@@ -22,6 +22,7 @@ This module imports Apache Beam (the ``beam`` extra); the CLI imports it only wh
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -176,52 +177,87 @@ def _text_examples(path: str, spec: ReadSpec):
             yield {"source": path, "line": lineno}, text, err
 
 
-def _ids(text: str, fmt: str, column: str, rows: list[int]) -> list:
-    """The `column` value of each data row `rows` (numbers from 1, as `read_dataset` counts them)."""
-    if fmt == "jsonl":
-        lines = text.splitlines()
-        return [json.loads(lines[r - 1]).get(column) for r in rows]
+def _raw_rows(text: str, spec: ReadSpec) -> dict[int, dict]:
+    """Every data row of a decoded table as ``{row: {column: value}}`` (the columns asked for), numbered as
+    `read_dataset` numbers them: CSV/TSV rows from 1 after the header, JSONL lines (blank ones are no rows)."""
+    columns = [c for c in (spec.text_column, spec.text_pair_column, spec.id_column) if c is not None]
+    if spec.fmt == "jsonl":
+        rows = {}
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                record = json.loads(line)  # read_dataset has parsed it already: it is an object
+                rows[lineno] = {c: record.get(c) for c in columns}
+        return rows
     import pandas as pd
 
-    frame = pd.read_csv(io.StringIO(text), sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
-                        quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE, skip_blank_lines=True)
-    values = frame[column].tolist()
-    return [values[r - 1] for r in rows]
+    frame = pd.read_csv(io.StringIO(text), sep="," if spec.fmt == "csv" else "\t", dtype=str, keep_default_na=False,
+                        quoting=csv.QUOTE_MINIMAL if spec.fmt == "csv" else csv.QUOTE_NONE, skip_blank_lines=True)
+    return {i: dict(zip(columns, values)) for i, values in enumerate(zip(*(frame[c] for c in columns)), start=1)}
+
+
+def _row_problem(values: dict, spec: ReadSpec) -> str:
+    """Why `read_dataset` skipped a row: the reader's own words for an empty or non-string text."""
+    for column in (spec.text_column, spec.text_pair_column):
+        value = values.get(column) if column is not None else "-"
+        if value is None or (isinstance(value, str) and not value.strip()) or value != value:  # None, "", NaN
+            return f"empty text in column '{column}'"
+        if not isinstance(value, str):
+            return f"text in column '{column}' is not a string (got {type(value).__name__})"
+    return "bad row"
 
 
 def _table_examples(path: str, spec: ReadSpec):
-    """(origin, example, None) for each row of a CSV/TSV/JSONL file, read whole by `read_dataset`."""
+    """(origin, example, error) for each row of a CSV/TSV/JSONL file, read whole by `read_dataset`. A row that
+    ``albert predict`` would stop at (an empty text) is an error record in its place; with ``--skip-bad-rows`` it
+    is skipped, as ``predict`` skips it, and counted in the ``skipped_rows`` metric."""
     with FileSystems.open(path) as raw:
         data = raw.read()
-    ds = read_dataset(path, fmt=spec.fmt, text_column=spec.text_column, text_pair_column=spec.text_pair_column,
-                      label_column=None, skip_bad_rows=spec.skip_bad_rows, data=data)
-    ids = _ids(decode(data, path), spec.fmt, spec.id_column, ds.rows) if spec.id_column else None
-    for i, (row, text) in enumerate(zip(ds.rows, ds.texts)):
+    quiet = contextlib.nullcontext() if spec.skip_bad_rows else contextlib.redirect_stderr(io.StringIO())
+    with quiet:  # without --skip-bad-rows the reader's "skipped N rows" warning is wrong: they are error records
+        ds = read_dataset(path, fmt=spec.fmt, text_column=spec.text_column, text_pair_column=spec.text_pair_column,
+                          label_column=None, skip_bad_rows=True, data=data)
+    rows = _raw_rows(decode(data, path), spec) if spec.id_column or ds.skipped else {}
+    good = dict(zip(ds.rows, range(len(ds.rows))))
+    if spec.skip_bad_rows:
+        Metrics.counter(METRICS, "skipped_rows").inc(ds.skipped)
+    for row in sorted(set(good) | (set() if spec.skip_bad_rows else set(rows))):
         origin = {"source": path, "row": row}
-        if ids is not None:
-            origin["id"] = ids[i]
-        yield origin, ((text, ds.pairs[i]) if ds.pairs is not None else text), None
+        if spec.id_column:
+            origin["id"] = rows[row][spec.id_column]
+        if row not in good:
+            yield origin, None, _row_problem(rows[row], spec)
+            continue
+        i = good[row]
+        yield origin, ((ds.texts[i], ds.pairs[i]) if ds.pairs is not None else ds.texts[i]), None
 
 
 class ReadExamples(beam.DoFn):
-    """One input file -> its examples ``(origin, text)`` and, tagged ``errors``, its error records."""
+    """One input file -> its examples ``(origin, text)`` and, tagged ``errors``, its error records: a bad line
+    or row, or one record ``{"error": ..., "source": FILE}`` for a file that cannot be read at all (malformed
+    CSV, invalid JSON, not UTF-8), counted in the ``failed_files`` metric."""
 
     ERRORS = "errors"
 
     def __init__(self):
         self.examples = Metrics.counter(METRICS, "examples")
         self.errors = Metrics.counter(METRICS, "errors")
+        self.failed = Metrics.counter(METRICS, "failed_files")
 
     def process(self, item):
         path, spec = item
         read = _text_examples if spec.fmt == "txt" else _table_examples
-        for origin, example, err in read(path, spec):
-            if err is None:
-                self.examples.inc()
-                yield origin, example
-            else:
-                self.errors.inc()
-                yield beam.pvalue.TaggedOutput(self.ERRORS, {"error": err, **origin})
+        try:
+            for origin, example, err in read(path, spec):
+                if err is None:
+                    self.examples.inc()
+                    yield origin, example
+                else:
+                    self.errors.inc()
+                    yield beam.pvalue.TaggedOutput(self.ERRORS, {"error": err, **origin})
+        except AlbertError as exc:
+            self.failed.inc()
+            self.errors.inc()
+            yield beam.pvalue.TaggedOutput(self.ERRORS, {"error": exc.message, "source": path})
 
 
 def _with_origin(origin: dict, result: PredictionResult) -> dict:
@@ -267,7 +303,7 @@ def pipeline_options(runner: str, pairs: tuple[str, ...]) -> PipelineOptions:
         from albert_cli.errors import debug_enabled
 
         if not debug_enabled():  # the local workers' stderr is the terminal: their INFO lines would flood it
-            flags.append("--default_sdk_harness_log_level=ERROR")
+            flags.append("--default_sdk_harness_log_level=CRITICAL")  # a failure comes back as the run's error
     options = PipelineOptions(flags)
     known = options.get_all_options(retain_unknown_options=False)
     for flag in flags[1:]:
@@ -276,6 +312,19 @@ def pipeline_options(runner: str, pairs: tuple[str, ...]) -> PipelineOptions:
             raise UsageError(f"--pipeline-option {key}: not one of Beam's pipeline options "
                              f"(see `python -m apache_beam.examples.wordcount --help`)")
     return options
+
+
+def check_runner(runner: str) -> None:
+    """A one-line UsageError for a runner Beam does not know, or one whose extra is missing."""
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        create_runner(runner)
+    except ValueError:
+        raise UsageError(f"--runner {runner}: not a Beam runner (DirectRunner, DataflowRunner, FlinkRunner, "
+                         f"SparkRunner, PrismRunner, PortableRunner, or a PipelineRunner's full name)") from None
+    except ImportError as exc:
+        raise UsageError(f"--runner {runner}: {exc} (Dataflow needs pip install 'apache-beam[gcp]')") from None
 
 
 def _match(pattern: str) -> list:
@@ -343,6 +392,7 @@ def _check_output_prefix(prefix: str) -> None:
 def plan_job(job: BeamJob) -> Plan:
     """Every check that needs no worker, with one-line errors: options, the model (opened and loaded once
     here), the inputs (globs expanded, tables' headers read), the output prefix."""
+    check_runner(job.runner)
     options = pipeline_options(job.runner, job.pipeline_options)
     _check_output_prefix(job.output_prefix)
     local = local_model_dir(job.model)
@@ -368,6 +418,31 @@ def _counter(result, name: str) -> int:
     return int(sum(c.committed or c.attempted or 0 for c in found))
 
 
+def _model_loads(result) -> int:
+    """How many times RunInference loaded the model (its load-latency distribution counts one per load)."""
+    found = result.metrics().query(MetricsFilter().with_namespace(METRICS))["distributions"]
+    loads = [d for d in found if d.key.metric.name.endswith("load_model_latency_milli_secs")]
+    return int(sum((d.committed or d.attempted).count for d in loads if (d.committed or d.attempted)))
+
+
+def _remove_temporary(prefix: str) -> None:
+    """The sink's ``beam-temp-*`` folder that a failed run leaves next to the shards (best effort)."""
+    parent, name = os.path.split(prefix)
+    pattern = f"{parent or '.'}/beam-temp-{name}-*"
+    try:
+        if "://" not in prefix:
+            import glob
+
+            for folder in glob.glob(pattern):
+                shutil.rmtree(folder, ignore_errors=True)
+            return
+        found = FileSystems.match([pattern + "/*"])[0].metadata_list
+        if found:
+            FileSystems.delete([m.path for m in found])
+    except Exception:  # the run's own error is the one to report
+        pass
+
+
 def _pipeline_error(exc: Exception) -> AlbertError | None:
     """The one-line AlbertError a worker raised (the runner wraps it in its own error), if it was one."""
     text = str(exc)
@@ -388,11 +463,14 @@ def run_job(job: BeamJob) -> dict:
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as exc:
+        _remove_temporary(job.output_prefix)
         error = _pipeline_error(exc)
         if error is None:
             raise
         raise error from None
     shards = FileSystems.match([f"{job.output_prefix}-*-of-*{SHARD_SUFFIX}"])[0].metadata_list
     return {"runner": job.runner, "files": len(plan.files), "shards": sorted(m.path for m in shards),
-            "examples": _counter(result, "examples"), "errors": _counter(result, "errors")}
+            "examples": _counter(result, "examples"), "errors": _counter(result, "errors"),
+            "skipped_rows": _counter(result, "skipped_rows"), "failed_files": _counter(result, "failed_files"),
+            "model_loads": _model_loads(result)}
 
