@@ -103,19 +103,24 @@ def test_pairs_travel_with_their_texts():
     assert [o["pair"].tolist() for o in run(main())] == [[i] for i in range(6)]
 
 
-def test_a_failed_batch_fails_its_requests_only_and_the_worker_goes_on():
-    model = FakeModel()
+@pytest.mark.parametrize("max_batch_size", [1, 8])
+def test_a_failed_batch_fails_only_the_request_that_caused_it_and_the_worker_goes_on(max_batch_size):
+    model = FakeModel(delay=0.01)
 
     async def main():
-        batcher = Batcher(model, BatchSettings(max_batch_size=1, timeout_s=0))
+        batcher = Batcher(model, BatchSettings(max_batch_size=max_batch_size, timeout_s=0.05))
         batcher.start()
-        results = await asyncio.gather(batcher.submit(["boom"]), batcher.submit(["fine"]), return_exceptions=True)
+        results = await asyncio.gather(batcher.submit(["fine"]), batcher.submit(["boom", "ok"]),
+                                       batcher.submit(["good"]), return_exceptions=True)
+        after = await batcher.submit(["later"])
         await batcher.close()
-        return results
+        return results, after
 
-    failed, good = run(main())
+    (first, failed, third), after = run(main())
     assert isinstance(failed, RuntimeError) and "failed batch" in str(failed)
-    assert good["value"].tolist() == [4]
+    assert first["value"].tolist() == [4] and third["value"].tolist() == [4] and after["value"].tolist() == [5]
+    if max_batch_size > 1:  # they were merged, failed together, then ran one by one
+        assert [len(b) for b in model.batches[:1]] == [4], model.batches
 
 
 def test_close_answers_everything_already_submitted_then_refuses():

@@ -112,6 +112,8 @@ class Api:
 
     async def metrics_endpoint(self, request: Request) -> Response:
         request.scope["albert"] = ("", "metrics")
+        if request.method not in ("GET", "HEAD"):
+            return _json(rest.error_body(f"Malformed request: {request.method} /metrics (use GET)"), 405)
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found_endpoint(self, request: Request) -> Response:
@@ -174,11 +176,11 @@ def build_app(models: dict[str, ServedModel], metrics: Metrics, *, max_request_b
               access_log: bool, lifespan=None):
     """The ASGI application of ``albert serve``."""
     api = Api(models, metrics, max_request_bytes)
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]  # the rest is answered in JSON
     app = Starlette(
         routes=[
             Route("/v1/models/{rest:path}", api.models_endpoint, methods=methods),
-            Route("/metrics", api.metrics_endpoint, methods=["GET"]),
+            Route("/metrics", api.metrics_endpoint, methods=methods),
             Route("/{rest:path}", api.not_found_endpoint, methods=methods),
         ],
         lifespan=lifespan,

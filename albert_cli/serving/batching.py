@@ -4,7 +4,8 @@ A request's texts are one task; the worker takes the first task waiting, then ev
 ``timeout_s`` while the batch holds at most ``max_batch_size`` texts (a task larger than that runs alone), runs the
 batch in its own thread (the event loop keeps accepting requests) and hands each task its slice of the outputs. The
 predictor groups a batch's texts by length (``albert_cli.inference.base.BasePredictor.predict``). While a batch runs,
-the next one gathers in the queue, so under load batches fill without waiting for the timeout.
+the next one gathers in the queue, so under load batches fill without waiting for the timeout. A merged batch that
+fails runs again one request at a time, so only the request that caused the failure gets it.
 """
 
 from __future__ import annotations
@@ -147,10 +148,12 @@ class Batcher:
         self.on_batch(len(texts))
         try:
             out = await loop.run_in_executor(self._executor, self.run, texts, pairs)
-        except Exception as exc:  # noqa: BLE001 - every task of the batch gets the error, the worker goes on
-            for task in tasks:
-                if not task.future.done():
-                    task.future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - the worker goes on
+            if len(tasks) > 1:  # one request's bad input must not fail the others: each alone again
+                for task in tasks:
+                    await self._run(loop, [task])
+            elif not tasks[0].future.done():
+                tasks[0].future.set_exception(exc)
             return
         start = 0
         for task in tasks:

@@ -65,7 +65,7 @@ def parse_path(path: str, method: str) -> Target:
         version = int(m["version"])
     what = m["what"] or ""
     if what in ("", "/metadata"):
-        if method != "GET":
+        if method not in ("GET", "HEAD"):
             raise ApiError(405, f"Malformed request: {method} {path} (use GET)")
         return Target(m["name"], version, "metadata" if what else "status")
     if what == ":predict":
@@ -93,6 +93,10 @@ def _text(value, where: str) -> str:
         raise bad_request(f"{where}: empty text")
     if "\x00" in value:
         raise bad_request(f"{where}: text contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but no text
+        raise bad_request(f"{where}: text is not valid Unicode (a lone surrogate)") from None
     return value
 
 
