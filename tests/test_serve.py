@@ -318,6 +318,20 @@ def test_a_path_that_is_not_a_model_is_a_one_line_error(models, tmp_path):
         assert '"serving"' not in out, (path, out)
 
 
+def test_without_the_serve_extra_one_line_names_the_install_command(models, tmp_path):
+    """An environment where the HTTP stack cannot be imported (a `starlette` that raises ImportError first on the
+    path): one line naming `pip install 'albert-cli[serve]'`, exit 2, before any model loads."""
+    shadow = tmp_path / "shadow" / "starlette"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run(albert_executable() + ["serve", str(models["paths"]["single"]), "--port", "0"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert_clean_error(Result(proc.returncode, proc.stdout, proc.stderr), 2, "starlette", "pip install 'albert-cli[serve]'")
+    assert "loaded" not in proc.stderr and proc.stdout == ""
+
+
 def test_ready_line_and_model_status(servers):
     main = servers["main"]
     assert main.url.startswith("http://127.0.0.1:"), main.ready  # loopback unless --host says otherwise
