@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import os
@@ -36,10 +37,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import create_runner
 
 from albert_cli.artifacts.modeldir import open_model_dir
 from albert_cli.data.readers import decode, detect_format, read_dataset, split_pair
-from albert_cli.errors import AlbertError, DataError, ModelError, UsageError
+from albert_cli.errors import AlbertError, DataError, ModelError, UsageError, debug_enabled
+from albert_cli.inference.predict import make_predictor
 from albert_cli.inference.streaming import stream_lines
 from albert_cli.inference.writers import OutputOptions, check_output_options, format_rows
 
@@ -144,8 +147,6 @@ class AlbertModelHandler(ModelHandler):
         self.model, self.output, self.batch_size = model, output, batch_size
 
     def load_model(self):
-        from albert_cli.inference.predict import make_predictor
-
         return make_predictor(local_model_dir(self.model), batch_size=self.batch_size)
 
     def run_inference(self, batch, model, inference_args=None):
@@ -300,8 +301,6 @@ def pipeline_options(runner: str, pairs: tuple[str, ...]) -> PipelineOptions:
             raise UsageError(f"--pipeline-option '{pair}': expected KEY=VALUE")
         flags.append(f"--{key}={value}" if sep else f"--{key}")
     if runner == "DirectRunner" and not any(f.startswith("--default_sdk_harness_log_level") for f in flags):
-        from albert_cli.errors import debug_enabled
-
         if not debug_enabled():  # the local workers' stderr is the terminal: their INFO lines would flood it
             flags.append("--default_sdk_harness_log_level=CRITICAL")  # a failure comes back as the run's error
     options = PipelineOptions(flags)
@@ -316,8 +315,6 @@ def pipeline_options(runner: str, pairs: tuple[str, ...]) -> PipelineOptions:
 
 def check_runner(runner: str) -> None:
     """A one-line UsageError for a runner Beam does not know, or one whose extra is missing."""
-    from apache_beam.runners.runner import create_runner
-
     try:
         create_runner(runner)
     except ValueError:
@@ -407,8 +404,6 @@ def plan_job(job: BeamJob) -> Plan:
             files.append((found.path, spec))
     if len({p for p, _ in files}) != len(files):
         raise UsageError("the same input file is named twice (two INPUT patterns match it)")
-    from albert_cli.inference.predict import make_predictor
-
     make_predictor(local, batch_size=job.batch_size)  # a model that cannot load fails here, not on each worker
     return Plan(job=job, files=tuple(files), options=options, output=output)
 
@@ -431,8 +426,6 @@ def _remove_temporary(prefix: str) -> None:
     pattern = f"{parent or '.'}/beam-temp-{name}-*"
     try:
         if "://" not in prefix:
-            import glob
-
             for folder in glob.glob(pattern):
                 shutil.rmtree(folder, ignore_errors=True)
             return
