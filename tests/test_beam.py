@@ -7,6 +7,7 @@ import csv
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,16 @@ def test_without_the_extra_one_line_names_it(model, inputs, tmp_path):
     plain = run_albert(*args, env={"PYTHONPATH": str(stub.parent)})  # plain predict never imports Beam
     assert plain.returncode == 0, plain.stderr
     assert len(plain.stdout.splitlines()) == 1300
+
+
+def test_a_model_directory_on_another_file_system_is_copied_whole(model):
+    """What a worker does with `gs://BUCKET/model` (here through Beam's local file system: no bucket here)."""
+    from albert_cli.inference.beam import copy_dir
+
+    copy = Path(copy_dir(str(model)))
+    try:
+        want = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+        got = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+        assert "saved_model.pb" in {str(p) for p in got} and got == want
+    finally:
+        shutil.rmtree(copy)

@@ -119,6 +119,11 @@ def local_model_dir(model: str) -> str:
     ``s3://...``): the predictors read local files."""
     if os.path.isdir(model) or "://" not in model:
         return model
+    return copy_dir(model)
+
+
+def copy_dir(model: str) -> str:
+    """A local temporary copy of the directory `model` on any of Beam's file systems."""
     prefix = model.rstrip("/") + "/"
     found = FileSystems.match([prefix + "**"])[0].metadata_list
     if not found:
@@ -393,8 +398,19 @@ def plan_job(job: BeamJob) -> Plan:
     options = pipeline_options(job.runner, job.pipeline_options)
     _check_output_prefix(job.output_prefix)
     local = local_model_dir(job.model)
-    meta = open_model_dir(local)[1]
-    output = check_output_options(meta, job.output)
+    try:
+        meta = open_model_dir(local)[1]
+        output = check_output_options(meta, job.output)
+        files = _input_files(job, meta)
+        make_predictor(local, batch_size=job.batch_size)  # a model that cannot load fails here, not on each worker
+    finally:
+        if local != job.model:  # the launcher's copy of a remote model
+            shutil.rmtree(local, ignore_errors=True)
+    return Plan(job=job, files=files, options=options, output=output)
+
+
+def _input_files(job: BeamJob, meta) -> tuple[tuple[str, ReadSpec], ...]:
+    """Every file of the INPUT patterns with how to read it; tables' headers checked."""
     files = []
     for pattern in job.inputs:
         for found in _match(pattern):
@@ -404,8 +420,7 @@ def plan_job(job: BeamJob) -> Plan:
             files.append((found.path, spec))
     if len({p for p, _ in files}) != len(files):
         raise UsageError("the same input file is named twice (two INPUT patterns match it)")
-    make_predictor(local, batch_size=job.batch_size)  # a model that cannot load fails here, not on each worker
-    return Plan(job=job, files=tuple(files), options=options, output=output)
+    return tuple(files)
 
 
 def _counter(result, name: str) -> int:
