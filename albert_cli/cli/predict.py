@@ -11,8 +11,8 @@ from albert_cli.cli.options import InferencePrecisionOpt, InputFormatOpt, SkipBa
 
 def predict(
     model: str = typer.Argument(..., help="Model directory written by `albert finetune` (or a TFLite one from `albert export`)."),
-    inputs: Optional[List[str]] = typer.Argument(
-        None, metavar="INPUT", help="Input file (txt: one text per line, TEXT<TAB>PAIR for a pair model; or CSV/TSV/JSONL), "
+    input: Optional[List[str]] = typer.Argument(
+        None, help="Input file (txt: one text per line, TEXT<TAB>PAIR for a pair model; or CSV/TSV/JSONL), "
         "'-' for stdin [default: -]. With --runner: one or more files or globs, local or on any file system Beam reads."
     ),
     output_format: str = typer.Option("jsonl", "--format", "-f", help="Output: jsonl, tsv, csv or label (labels only)."),
@@ -56,7 +56,7 @@ def predict(
     from albert_cli.inference.predict import make_predictor, predict_lines, predict_table
     from albert_cli.inference.writers import OutputOptions, Writer
 
-    inputs = inputs or ["-"]
+    inputs = input or ["-"]
     if runner is not None:
         return _predict_beam(model, inputs, runner, output_prefix, pipeline_option or [], id_column, output_format,
                              fmt, text_column, text_pair_column, all_scores, top_k, threshold, batch_size, precision,
