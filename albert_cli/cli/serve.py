@@ -10,8 +10,8 @@ from albert_cli.cli.options import InferencePrecisionOpt, set_inference_precisio
 
 
 def serve(
-    models: List[str] = typer.Argument(
-        ..., metavar="MODEL", help="Model directory (`albert finetune`'s, or a TFLite one from `albert export`), or a "
+    model: List[str] = typer.Argument(
+        ..., help="Model directory (`albert finetune`'s, or a TFLite one from `albert export`), or a "
         "base path of numeric version folders (news/1, news/2: the highest is served, a new one is swapped in)."
     ),
     names: Optional[List[str]] = typer.Option(
@@ -47,7 +47,7 @@ def serve(
     require_serve_extra()
     set_inference_precision(precision)
     options = make_serve_options(
-        models, names or [], host=host, port=port, poll_seconds=poll_seconds, max_batch_size=max_batch_size,
+        model, names or [], host=host, port=port, poll_seconds=poll_seconds, max_batch_size=max_batch_size,
         batch_timeout_micros=batch_timeout_micros, batch_size=batch_size, max_request_bytes=max_request_bytes,
         token_file=token_file, access_log=access_log,
     )
