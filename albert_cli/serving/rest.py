@@ -112,15 +112,25 @@ def _input_names(meta: ModelMeta) -> tuple[str, ...]:
     return ("text", "text_pair") if meta.pair else ("text",)
 
 
+def _is_named(value) -> bool:
+    """An object of named inputs (``{"text": ...}``), not one ``{"b64": ...}`` string."""
+    return isinstance(value, dict) and set(value) != {"b64"}
+
+
+def _check_names(value: dict, names: tuple[str, ...], where: str) -> None:
+    """A 400 `ApiError` unless the object `value` has exactly the model's inputs `names`."""
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise bad_request(f"{where}: unknown input '{unknown[0]}' (this model's inputs: {', '.join(names)})")
+    missing = [n for n in names if n not in value]
+    if missing:
+        raise bad_request(f"{where}: missing input '{missing[0]}'")
+
+
 def _instance(value, index: int, names: tuple[str, ...]) -> tuple[str, str | None]:
     where = f"instances[{index}]"
-    if isinstance(value, dict) and set(value) != {"b64"}:
-        unknown = sorted(set(value) - set(names))
-        if unknown:
-            raise bad_request(f"{where}: unknown input '{unknown[0]}' (this model's inputs: {', '.join(names)})")
-        missing = [n for n in names if n not in value]
-        if missing:
-            raise bad_request(f"{where}: missing input '{missing[0]}'")
+    if _is_named(value):
+        _check_names(value, names, where)
         return _text(value["text"], f"{where}.text"), (
             _text(value["text_pair"], f"{where}.text_pair") if len(names) > 1 else None
         )
@@ -147,13 +157,8 @@ def _column(values, where: str) -> list[str]:
 
 
 def _inputs(values, names) -> tuple[list[str], list[str] | None]:
-    if isinstance(values, dict) and set(values) != {"b64"}:
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise bad_request(f"'inputs': unknown input '{unknown[0]}' (this model's inputs: {', '.join(names)})")
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise bad_request(f"'inputs': missing input '{missing[0]}'")
+    if _is_named(values):
+        _check_names(values, names, "'inputs'")
         cols = [_column(values[n], f"'inputs'.{n}") for n in names]
         if len(cols) > 1 and len(cols[0]) != len(cols[1]):
             raise bad_request(f"'inputs': text has {len(cols[0])} entries, text_pair {len(cols[1])}")

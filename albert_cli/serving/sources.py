@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from albert_cli.artifacts.modeldir import ASSETS, META_FILE, TFLITE_FILE
+from albert_cli.artifacts.modeldir import ASSETS, META_FILE, TFLITE_FILE, open_model_dir
 from albert_cli.errors import ModelError
 
 
@@ -61,7 +61,7 @@ def open_source(path) -> ModelSource:
     """The `ModelSource` of a MODEL argument, or a one-line `ModelError` saying what the path lacks."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelError(f"{path}: no such model directory" if not path.exists() else f"{path}: is a file, expected a model directory")
+        open_model_dir(path)  # raises its one-line error: missing (with a hint at an unfinished run), or a file
     if is_model_dir(path):
         return ModelSource(path, versioned=False)
     source = ModelSource(path, versioned=True)
