@@ -129,6 +129,15 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def text_problem(column: str, value) -> str | None:
+    """Why a text cell cannot be classified (empty, or not a string), or None when it can."""
+    if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+        return f"empty text in column '{column}'"
+    if not isinstance(value, str):
+        return f"text in column '{column}' is not a string (got {type(value).__name__})"
+    return None
+
+
 def _parse_label(value, kind: str, name: str, where: str, column: str):
     """Returns the label, or None when the cell is empty."""
     if _is_missing(value):
@@ -183,12 +192,9 @@ class _Collector:
     def add(self, number: int, text, pair=None, label=None) -> None:
         where = f"{self.unit} {number}"
         for column, value in ((self.text_column, text), (self.pair_column, pair)):
-            if column is None:
-                continue
-            if _is_missing(value) or (isinstance(value, str) and not value.strip()):
-                return self.bad(f"{where}: empty text in column '{column}'")
-            if not isinstance(value, str):
-                return self.bad(f"{where}: text in column '{column}' is not a string (got {type(value).__name__})")
+            problem = text_problem(column, value) if column is not None else None
+            if problem is not None:
+                return self.bad(f"{where}: {problem}")
         parsed = None
         if self.label_column is not None:
             parsed = _parse_label(label, self.label_kind, self.ds.name, where, self.label_column)

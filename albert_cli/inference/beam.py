@@ -40,7 +40,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import create_runner
 
 from albert_cli.artifacts.modeldir import open_model_dir
-from albert_cli.data.readers import decode, detect_format, read_dataset, split_pair
+from albert_cli.data.readers import decode, detect_format, read_dataset, split_pair, text_problem
 from albert_cli.errors import AlbertError, DataError, ModelError, UsageError, debug_enabled
 from albert_cli.inference.predict import make_predictor
 from albert_cli.inference.streaming import stream_lines
@@ -204,11 +204,9 @@ def _raw_rows(text: str, spec: ReadSpec) -> dict[int, dict]:
 def _row_problem(values: dict, spec: ReadSpec) -> str:
     """Why `read_dataset` skipped a row: the reader's own words for an empty or non-string text."""
     for column in (spec.text_column, spec.text_pair_column):
-        value = values.get(column) if column is not None else "-"
-        if value is None or (isinstance(value, str) and not value.strip()) or value != value:  # None, "", NaN
-            return f"empty text in column '{column}'"
-        if not isinstance(value, str):
-            return f"text in column '{column}' is not a string (got {type(value).__name__})"
+        problem = text_problem(column, values.get(column)) if column is not None else None
+        if problem is not None:
+            return problem
     return "bad row"
 
 
