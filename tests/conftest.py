@@ -81,6 +81,17 @@ def write_two_class_csv(directory: Path, name: str = "d.csv") -> Path:
     return path
 
 
+def write_csv(path: Path, header, rows) -> Path:
+    """`rows` under `header` as a UTF-8 CSV at `path`."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return Path(path)
+
+
 def model_meta(model_dir: Path) -> dict:
     """A model directory's `assets/albert_cli.json`."""
     return json.loads((Path(model_dir) / "assets" / "albert_cli.json").read_text())

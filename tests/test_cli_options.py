@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, assert_clean_error, run_albert, write_two_class_csv
+from conftest import FIXTURES, assert_clean_error, run_albert, write_csv, write_two_class_csv
 
 WORDS = {"pos": "good fine nice", "neg": "bad poor awful", "mid": "meh okay plain"}
 FAST = ["--config", "tiny", "--batch-size", "8", "--max-steps", "2"]
@@ -30,14 +30,6 @@ def _pair_rows(n: int = 60) -> list[tuple[str, str, str]]:
     labels = list(WORDS)
     return [(f"{WORDS[labels[i % 3]]} item {i % 7}", f"{WORDS[labels[(i // 3) % 3]]} thing {i % 5}", labels[i % 3])
             for i in range(n)]
-
-
-def _write_csv(path: Path, header, rows) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def _corpus(path: Path) -> Path:
@@ -52,8 +44,8 @@ def _corpus(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("options")
-    pairs = _write_csv(d / "pairs.csv", ("premise", "hypothesis", "label"), _pair_rows())
-    reg = _write_csv(d / "reg.csv", ("text", "score"), [(p, i % 4) for i, (p, _, _) in enumerate(_pair_rows())])
+    pairs = write_csv(d / "pairs.csv", ("premise", "hypothesis", "label"), _pair_rows())
+    reg = write_csv(d / "reg.csv", ("text", "score"), [(p, i % 4) for i, (p, _, _) in enumerate(_pair_rows())])
     out = {"dir": d, "pairs": pairs, "reg": reg, "pair_model": d / "情感模型", "pretrained": d / "预训练",
            "reg_model": d / "reg-model"}
 

@@ -4,15 +4,13 @@ every evaluation, not only after training."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import assert_clean_error, model_meta, run_albert, write_two_class_csv
+from conftest import assert_clean_error, model_meta, run_albert, write_csv, write_two_class_csv
 
 TOPICS = {
     "sport": ["football", "match", "goal", "team", "coach", "league"],
@@ -39,12 +37,6 @@ def _rows(n: int, seed: int) -> list[tuple[str, str]]:
     return rows
 
 
-def _write_csv(path: Path, rows, header) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([header, *rows])
-    return path
-
-
 def _step_figures(stderr: str) -> list[tuple[int, float]]:
     return [(int(step), float(value)) for step, _, value in STEP_LINE.findall(stderr)]
 
@@ -60,7 +52,7 @@ def pair_run(tmp_path_factory):
     first, second = _rows(200, 11), _rows(200, 12)[::-1]
     rows = [(a, b, label) for (a, _), (b, label) in zip(first, second)]
     header = ("premise", "hypothesis", "label")
-    train, dev = _write_csv(d / "train.csv", rows[:160], header), _write_csv(d / "dev.csv", rows[160:], header)
+    train, dev = write_csv(d / "train.csv", header, rows[:160]), write_csv(d / "dev.csv", header, rows[160:])
     columns = ["--text-column", "premise", "--text-pair-column", "hypothesis"]
     res = run_albert("finetune", train, "--dev", dev, *columns, "-o", d / "m", *FAST, env=BAR)
     assert res.returncode == 0, res.stderr

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, Result, albert_executable, assert_clean_error, model_meta, write_two_class_csv
+from conftest import FIXTURES, Result, albert_executable, assert_clean_error, model_meta, write_csv, write_two_class_csv
 
 pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install 'albert-cli[serve]')")
 
@@ -185,14 +185,6 @@ def _pair_rows() -> list[tuple[str, str, str]]:
              labels[(i // 3) % 3]) for i in range(60)]
 
 
-def _write_csv(path: Path, header, rows) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """The models, the TFLite export and `albert predict --all-scores` on each (except the TFLite one: `servers`)."""
@@ -201,8 +193,8 @@ def models(tmp_path_factory):
     pairs = _pair_rows()
     (d / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     (d / "pairs.txt").write_text("\n".join(f"{a}\t{b}" for a, b, _ in pairs) + "\n", encoding="utf-8")
-    pair_csv = _write_csv(d / "pairs.csv", ("text", "text_pair", "label"), pairs)
-    reg_csv = _write_csv(d / "reg.csv", ("text", "score"), [(a, i % 4) for i, (a, _, _) in enumerate(pairs)])
+    pair_csv = write_csv(d / "pairs.csv", ("text", "text_pair", "label"), pairs)
+    reg_csv = write_csv(d / "reg.csv", ("text", "score"), [(a, i % 4) for i, (a, _, _) in enumerate(pairs)])
     m = {name: d / name for name in ("single", "other", "pair", "reg", "lite", "multi")}
     with tarfile.open(FIXTURES / "old_model_dirs" / "multi_label_pooler" / "model.tar.xz", "r:xz") as tar:
         tar.extractall(d / "multi-tar", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
