@@ -85,7 +85,8 @@ def ids_function(tf, loaded, key: str, input_names, where):
         raise ModelError(f"{where}: the SavedModel has no classify_ids signature (re-run finetune)") from None
     if key not in signature.structured_outputs:
         raise ModelError(f"{where}: the classify_ids signature has no '{key}' output")
-    spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names]
+    rank = signature.structured_input_signature[1][input_names[0]].shape.rank  # 3: a windowed model's [B, W, L]
+    spec = [tf.TensorSpec([None] * rank, tf.int32, name=name) for name in input_names]
 
     @tf.function(input_signature=spec)
     def ids_to_output(token_ids, segment_ids, padding_mask):

@@ -56,6 +56,7 @@ class ModelMeta:
     tokenizer: dict = field(default_factory=lambda: {"kind": "sentencepiece", "file": "spiece.model"})
     thresholds: list[float] | None = None
     pair: bool = False
+    windows: dict | None = None  # long texts as windows (`albert_cli.text.windows.WindowSpec`); None: truncated
     columns: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)

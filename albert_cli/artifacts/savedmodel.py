@@ -11,7 +11,8 @@ model's own SentencePiece model and normalization, and returns
 * regression: ``value``.
 
 A second signature, ``classify_ids``, takes already tokenized
-``token_ids``/``segment_ids``/``padding_mask`` and returns the same outputs.
+``token_ids``/``segment_ids``/``padding_mask`` and returns the same outputs (``[B, W, L]`` windows for a
+windowed model, whose ``serving_default`` cuts each text into windows in its graph: ``albert_cli.text.tf_windows``).
 The graph computes the rules of ``albert_cli.inference.base.serving_outputs`` (the reference the TFLite
 predictor uses; tests check that both agree): a SavedModel must serve on its own, without albert-cli.
 """
@@ -25,6 +26,7 @@ from albert_cli._tf import import_tf
 from albert_cli.artifacts.modeldir import ASSETS, META_FILE, ModelMeta, atomic_write_text
 from albert_cli.inference.base import sequence_length
 from albert_cli.text.tokenizers import make_in_graph_tokenizer
+from albert_cli.text.windows import WindowSpec
 from albert_cli.weights.hf import save_hf_dir
 
 SAVED_MODEL_SKIP = ("logs", "checkpoints")  # training leftovers, not part of a deployable model
@@ -77,9 +79,11 @@ def build_serving_module(model, tokenizer, meta: ModelMeta):
     """
     tf = import_tf()
     # The same ids as `tokenizer` (SentencePiece or WordPiece), inside the graph.
-    tf_tok = make_in_graph_tokenizer(tokenizer, sequence_length(meta), signatures=False)
+    windows = WindowSpec.from_dict(meta.windows)  # [B, W, L]: each text's windows (albert_cli.text.windows)
+    tf_tok = make_in_graph_tokenizer(tokenizer, sequence_length(meta), signatures=False, windows=windows)
     task, labels, thresholds = meta.task, list(meta.labels), list(meta.thresholds or [])
-    ids_spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in ("token_ids", "segment_ids", "padding_mask")]
+    rank = 3 if windows is not None else 2
+    ids_spec = [tf.TensorSpec([None] * rank, tf.int32, name=name) for name in ("token_ids", "segment_ids", "padding_mask")]
 
     class AlbertServing(tf.Module):
         def __init__(self):

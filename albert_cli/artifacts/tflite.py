@@ -65,7 +65,7 @@ def _calibration_batches(packer: Packer, texts: list[str], pairs: list[str] | No
     """
     examples = packer.encode(texts, pairs)
     lengths = np.asarray([packer.packed_length(e) for e in examples])
-    width = int(np.median(lengths))
+    width = min(int(np.median(lengths)), packer.max_seq_length)
     keep = [e for e, n in zip(examples, lengths) if n >= width]
     return [packer.pack([e], max_seq_length=width) for e in keep], width
 

@@ -63,6 +63,21 @@ def finetune(
     max_seq_length: Optional[int] = typer.Option(
         None, "--max-seq-length", help="Tokens per example [default: 99th percentile of the data, at most 512 with --init, 128 from scratch]."
     ),
+    windows: Optional[bool] = typer.Option(
+        None, "--windows/--no-windows", help="Read a text longer than --max-seq-length as overlapping windows, "
+        "pooled into one document vector (single texts) [default: on when more than 1% of the training texts "
+        "are longer].", show_default=False,
+    ),
+    window_stride: Optional[int] = typer.Option(
+        None, "--window-stride", help="Pieces from one window to the next [default: 3/4 of a window]."
+    ),
+    max_windows: Optional[int] = typer.Option(
+        None, "--max-windows", help="The most windows read per text (memory: batch x windows x length tokens); "
+        "pieces past them are not read [default: enough for 95% of the training texts, at most 16]."
+    ),
+    window_pooling: Optional[str] = typer.Option(
+        None, "--window-pooling", help="How window vectors make the document's: mean or max [default: mean]."
+    ),
     vocab_size: Optional[int] = typer.Option(
         None, "--vocab-size", help="SentencePiece vocabulary size for a new model [default: 8000, less if the data is small]."
     ),
@@ -125,6 +140,7 @@ def finetune(
         metric=metric, class_weights=class_weights, save_every=save_every, skip_bad_rows=skip_bad_rows,
         overwrite=overwrite, resume=resume, keep_checkpoints=keep_checkpoints, deterministic=deterministic, max_steps=max_steps, jit=jit, precision=precision,
         tapt_steps=tapt_steps, unlabeled=tuple(unlabeled or []), tapt_learning_rate=tapt_learning_rate, ema=ema,
+        windows=windows, window_stride=window_stride, max_windows=max_windows, window_pooling=window_pooling,
     )
     result = run_finetune(opts)
     from albert_cli.console import info

@@ -15,6 +15,10 @@ any shape reuse one trace). Pooling (``albert_cli.model.kinds.EMBED_POOLINGS``):
 
 With ``normalize`` each vector is divided by its L2 norm (cosine similarity =
 dot product).
+
+A model fine-tuned with windows (``albert_cli.json``: ``windows``) embeds a text as its classifier reads it: each
+window pooled as above, then the windows' mean or maximum (`document_vectors`); ``--max-seq-length`` instead
+cuts texts as for any checkpoint.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from albert_cli.model.kinds import EMBED_POOLINGS
 from albert_cli.text.packing import pack_batch
 from albert_cli.text.preprocessor import check_sequence_length, length_groups
 from albert_cli.text.tokenizers import tokenizer_for_pretrained
+from albert_cli.text.windows import WindowSpec, split_windows
 from albert_cli.weights import build_backbone, load_pretrained
 
 DEFAULT_MAX_SEQ_LENGTH = 512
@@ -86,6 +91,30 @@ def _check_pooling(model, loaded, pooling: str) -> None:
             f"--pooling {pooling}: {model} was fine-tuned with mean pooling and never pretrained, so its tanh "
             "pooler and [CLS] vector were never trained (every text gets about the same vector); use --pooling mean"
         )
+
+
+def _model_windows(loaded) -> tuple[WindowSpec, int] | None:
+    """The windows and window length of an albert-cli model fine-tuned with windows, else None."""
+    if loaded.format != "albert_cli":
+        return None
+    try:
+        meta = ModelMeta.from_dict(json.loads((Path(loaded.path) / META_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    spec = WindowSpec.from_dict(meta.windows)
+    return (spec, int(meta.max_seq_length)) if spec is not None else None
+
+
+def document_vectors(vectors: np.ndarray, owners: np.ndarray, documents: int, pooling: str) -> np.ndarray:
+    """Window vectors [windows, hidden] to document vectors [documents, hidden]: the mean or the maximum of the
+    windows of each document (`owners`: the document of each window), as ``albert_cli.model.documents``."""
+    out = np.zeros((documents, vectors.shape[1]), np.float32)
+    if pooling == "max":
+        out[:] = -np.inf
+        np.maximum.at(out, owners, vectors)
+        return out
+    np.add.at(out, owners, vectors)
+    return out / np.maximum(np.bincount(owners, minlength=documents), 1)[:, None].astype(np.float32)
 
 
 def embed_sequence_length(config: AlbertConfig, max_seq_length: int | None = None) -> int:
@@ -153,6 +182,9 @@ class Embedder:
                 f"only {config.vocab_size}"
             )
         self.max_seq_length = embed_sequence_length(config, max_seq_length)
+        self.windows = _model_windows(loaded) if max_seq_length is None else None
+        if self.windows is not None:
+            self.max_seq_length = self.windows[1]
         # Default: the pooling the model was fine-tuned with (a mean-pooled model's tanh pooler is untrained).
         self.pooling = pooling or loaded.pooling
         _check_pooling(model, loaded, self.pooling)
@@ -163,7 +195,7 @@ class Embedder:
         self._tf = import_tf()
         self.backbone = build_backbone(loaded)
         del loaded
-        self._run = _pooled_function(self._tf, self.backbone, self.pooling, self.normalize)
+        self._run = _pooled_function(self._tf, self.backbone, self.pooling, self.normalize and not self.windows)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids (without [CLS]/[SEP]) of each text."""
@@ -171,6 +203,20 @@ class Embedder:
 
     def embed_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """float32 [n, hidden] for pre-tokenized texts, in input order (batches grouped by length)."""
+        if self.windows is None:
+            return self._embed_packed(ids)
+        spec, length = self.windows
+        windows, owners = [], []
+        for doc, x in enumerate(ids):
+            found = split_windows(x, length, spec, self.cls_id, self.sep_id)
+            windows += [w[1:-1] for w in found]  # packed again below, with the same [CLS] and [SEP]
+            owners += [doc] * len(found)
+        vectors = document_vectors(self._embed_packed(windows), np.asarray(owners, np.int64), len(ids), spec.pooling)
+        if self.normalize:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        return vectors
+
+    def _embed_packed(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         n = len(ids)
         out = np.empty((n, self.hidden_size), np.float32)
         # Token counts: embed tokenizes before batching, so it groups on what decides the padding.

@@ -22,7 +22,9 @@ from albert_cli.artifacts.modeldir import TFLITE_FILE, ModelMeta
 from albert_cli.errors import ModelError
 from albert_cli.inference.base import BasePredictor, Outputs, sequence_length, serving_outputs
 from albert_cli.text.packing import Packed, pack_batch
+from albert_cli.text.preprocessor import pad_batch
 from albert_cli.text.tokenizers import tokenizer_for_model_dir
+from albert_cli.text.windows import WindowSpec, count_windows, pad_windows, split_windows
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 """The inputs of ``model.tflite`` (and of the SavedModel's ``classify_ids`` signature it is converted from)."""
@@ -56,6 +58,7 @@ class Packer:
         tok = self.tokenizer
         self.cls_id, self.sep_id, self.pad_id = tok.cls_id, tok.sep_id, tok.pad_id
         self.max_seq_length = sequence_length(meta)
+        self.windows = WindowSpec.from_dict(meta.windows)
 
     def encode(self, texts: list[str], pairs: list[str] | None) -> list:
         """Token ids of each text, or ``(ids_a, ids_b)`` per pair."""
@@ -68,10 +71,27 @@ class Packer:
         """Tokens of `example` once packed (with [CLS]/[SEP], cut at the sequence length)."""
         if isinstance(example, tuple):
             return min(len(example[0]) + len(example[1]) + 3, self.max_seq_length)
+        if self.windows is not None:  # every window's pieces and its [CLS] and [SEP]
+            pieces = min(len(example), self.windows.pieces_read(self.max_seq_length))
+            return pieces + 2 * count_windows(pieces, self.max_seq_length, self.windows.stride)
         return min(len(example) + 2, self.max_seq_length)
 
     def pack(self, examples, max_seq_length: int | None = None) -> Packed:
-        """int32 ``[batch, longest]`` inputs for encoded `examples`."""
+        """int32 ``[batch, longest]`` inputs for encoded `examples` (``[batch, windows, longest]`` for a windowed
+        model; with `max_seq_length`, each text cut to one window of that length)."""
+        if self.windows is not None:
+            if max_seq_length is not None:
+                packed = self.pack_rows(examples, max_seq_length)
+                return Packed(*(x[:, None, :] for x in packed))
+            encoded = []
+            for ids in examples:
+                windows = pad_windows(split_windows(ids, self.max_seq_length, self.windows, self.cls_id, self.sep_id))
+                encoded.append((windows, np.zeros_like(windows)))
+            return Packed(**pad_batch(encoded, np.arange(len(encoded)), multiple=1))
+        return self.pack_rows(examples, max_seq_length)
+
+    def pack_rows(self, examples, max_seq_length: int | None = None) -> Packed:
+        """int32 ``[batch, longest]``: each example cut at the sequence length."""
         return pack_batch(
             examples, max_seq_length=max_seq_length or self.max_seq_length, cls_id=self.cls_id,
             sep_id=self.sep_id, pad_id=self.pad_id,

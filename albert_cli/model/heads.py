@@ -12,6 +12,7 @@ import keras
 from keras import layers, ops
 
 from albert_cli.model.backbone import AlbertBackbone, get_activation
+from albert_cli.model.documents import FlattenWindows, WindowPooling, novel_pieces
 from albert_cli.model.kinds import POOLINGS, TASKS
 
 
@@ -53,14 +54,15 @@ def _shift_left(x, fill: int):
     return ops.concatenate([x[:, 1:], ops.full_like(x[:, :1], fill)], axis=1)
 
 
-def words_from_pieces(token_ids, padding_mask, boundaries):
+def words_from_pieces(token_ids, padding_mask, boundaries, counted=None):
     """Hashed whole words read out of subword `token_ids` [B, T].
 
     `boundaries` [vocab] holds each piece's STARTS (1) | ENDS (2) bits (`albert_cli.text.words`): a word
     begins at a piece that starts one or follows a piece that ends one (and at the first position). Returns
     `(words, word_mask)`, int32 [B, T]: row b holds the hashes (< 2^18) of its words in order, left-aligned,
     and `word_mask` is 1 on the filled slots. A word's hash covers its last BOW_WORD_PIECES pieces; a one-piece
-    word hashes to its id.
+    word hashes to its id. With `counted` (float [B, T]), a third array: per slot, `counted` at its word's last
+    piece (which words a windowed document counts: `albert_cli.model.documents.novel_pieces`).
     """
     token_ids = ops.cast(token_ids, "int32")
     ids = ops.mod(token_ids, _HASH_SPACE)
@@ -81,7 +83,10 @@ def words_from_pieces(token_ids, padding_mask, boundaries):
     moves = ops.one_hot(ops.maximum(slot, 0), ops.shape(ids)[1], dtype="float32")
     moved = ops.transpose(moves * ops.expand_dims(ops.cast(ends, "float32"), -1), (0, 2, 1))
     words = ops.squeeze(ops.matmul(moved, ops.expand_dims(ops.cast(hashed, "float32"), -1)), -1)
-    return ops.cast(ops.round(words), "int32"), ops.cast(ops.sum(moved, axis=2), "int32")
+    words, word_mask = ops.cast(ops.round(words), "int32"), ops.cast(ops.sum(moved, axis=2), "int32")
+    if counted is None:
+        return words, word_mask
+    return words, word_mask, ops.squeeze(ops.matmul(moved, ops.expand_dims(ops.cast(counted, "float32"), -1)), -1)
 
 
 @keras.saving.register_keras_serializable(package="albert_cli")
@@ -102,10 +107,12 @@ class BagOfNgrams(layers.Layer):
         num_outputs: logits per example.
         buckets: hashed rows of each table (`bow_buckets_for` picks it from the number of labels).
         scale: output scale (see above).
+        window_overlap: None for ``[B, T]`` rows; for ``[B, W, L]`` windows (`albert_cli.model.documents`), the
+            pieces consecutive windows share: every piece of a document is then counted once.
     """
 
     def __init__(self, vocab_size: int, num_outputs: int, buckets: int = BOW_BUCKETS, scale: float = BOW_SCALE,
-                 **kwargs):
+                 window_overlap: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 1 <= buckets <= _HASH_SPACE:
             raise ValueError(f"buckets must be between 1 and 2^18, got {buckets}")
@@ -113,6 +120,7 @@ class BagOfNgrams(layers.Layer):
         self.num_outputs = num_outputs
         self.buckets = buckets
         self.scale = scale
+        self.window_overlap = window_overlap
 
     def build(self, token_ids_shape, padding_mask_shape=None):
         self.unigram = self.add_weight(name="unigram", shape=(self.buckets, self.num_outputs),
@@ -129,22 +137,40 @@ class BagOfNgrams(layers.Layer):
             raise ValueError(f"boundaries table has shape {tuple(table.shape)}, expected ({self.vocab_size},)")
         self.boundaries.assign(table)
 
-    def call(self, token_ids, padding_mask):
-        words, word_mask = words_from_pieces(token_ids, padding_mask, self.boundaries)
+    def _sums(self, token_ids, padding_mask, counted):
+        """Per row: the summed table rows of its counted words and pairs [N, outputs], and their number [N, 1]."""
+        words, word_mask, counted = words_from_pieces(token_ids, padding_mask, self.boundaries, counted)
         mask = ops.cast(word_mask, "float32")
-        pair_mask = mask * _shift_left(mask, 0)
+        unigram_mask = mask * counted
+        pair_mask = mask * _shift_left(mask, 0) * _shift_left(counted, 0)  # a pair counts where its second word does
         pairs = ops.mod(_mix(words, _shift_left(words, 0)), self.buckets)
-        total = ops.sum(ops.take(self.unigram, ops.mod(words, self.buckets), axis=0) * mask[:, :, None], axis=1)
+        total = ops.sum(ops.take(self.unigram, ops.mod(words, self.buckets), axis=0) * unigram_mask[:, :, None], axis=1)
         total = total + ops.sum(ops.take(self.bigram, pairs, axis=0) * pair_mask[:, :, None], axis=1)  # no einsum
-        count = ops.sum(mask, axis=1, keepdims=True) + ops.sum(pair_mask, axis=1, keepdims=True)  # (TFLite)
+        count = ops.sum(unigram_mask, axis=1, keepdims=True) + ops.sum(pair_mask, axis=1, keepdims=True)  # (TFLite)
+        return total, count
+
+    def call(self, token_ids, padding_mask):
+        if self.window_overlap is None:
+            total, count = self._sums(token_ids, padding_mask, ops.cast(padding_mask, "float32"))
+        else:  # [B, W, L] windows: each piece of the document counted once, the sums added per document
+            counted = novel_pieces(padding_mask, self.window_overlap)
+            width = ops.shape(token_ids)[2]
+            total, count = self._sums(ops.reshape(token_ids, (-1, width)), ops.reshape(padding_mask, (-1, width)),
+                                      ops.reshape(counted, (-1, width)))
+            total, count = self._per_document(total, padding_mask), self._per_document(count, padding_mask)
         return self.scale * total / ops.maximum(count, 1.0)
+
+    @staticmethod
+    def _per_document(values, padding_mask):
+        shape = ops.shape(padding_mask)
+        return ops.sum(ops.reshape(values, (shape[0], shape[1], -1)), axis=1)
 
     def compute_output_shape(self, token_ids_shape, padding_mask_shape=None):
         return (token_ids_shape[0], self.num_outputs)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "num_outputs": self.num_outputs,
-                "buckets": self.buckets, "scale": self.scale}
+                "buckets": self.buckets, "scale": self.scale, "window_overlap": self.window_overlap}
 
 
 @keras.saving.register_keras_serializable(package="albert_cli")
@@ -183,6 +209,26 @@ def _deserialize_backbone(backbone):
     return backbone
 
 
+def _encode(backbone: AlbertBackbone, pooling: str, window_pooling: str | None):
+    """The classifier's inputs and its pooled vector [B, H]: of each text, or (`window_pooling`) of each
+    document's windows (inputs [B, W, L], see `albert_cli.model.documents`)."""
+    if window_pooling is None:
+        inputs = dict(backbone.input)
+        rows = inputs
+    else:
+        inputs = {k: keras.Input(shape=(None, None), dtype="int32", name=k) for k in backbone.input}
+        rows = {k: FlattenWindows(name=f"flatten_{k}")(v) for k, v in inputs.items()}
+    outputs = backbone(rows)
+    if pooling == "mean":
+        backbone.get_layer("pooled_dense").trainable = False  # no gradient reaches it
+        pooled = masked_mean(outputs["sequence_output"], rows["padding_mask"])
+    else:
+        pooled = outputs["pooled_output"]
+    if window_pooling is None:
+        return inputs, pooled
+    return inputs, WindowPooling(window_pooling, name="window_pooling")(pooled, inputs["padding_mask"])
+
+
 @keras.saving.register_keras_serializable(package="albert_cli")
 class AlbertClassifier(keras.Model):
     """Backbone -> pooling -> dropout -> dense(num_labels); outputs logits.
@@ -199,10 +245,16 @@ class AlbertClassifier(keras.Model):
     members' logits (layer `bow_mix`, `MixLogits`: 0.5 each until fine-tuning
     picks ALBERT's share on dev data), and `members` (a model with the same inputs) returns both, so that a
     trainer can give each its own loss. 0: ALBERT alone, as published.
+
+    `window_pooling` ("mean" or "max") makes it a document classifier: the inputs are ``[B, W, L]`` windows
+    (`albert_cli.text.windows`), each encoded and pooled as above, then pooled over the document's windows
+    before the dropout and the dense layer; the bag counts each piece of the document once (`window_overlap`:
+    the pieces consecutive windows share). None: one ``[B, T]`` sequence per text.
     """
 
     def __init__(self, backbone: AlbertBackbone, num_labels: int, task: str = "single_label",
-                 dropout: float = 0.1, pooling: str = "pooler", bow_buckets: int = 0, **kwargs):
+                 dropout: float = 0.1, pooling: str = "pooler", bow_buckets: int = 0, window_pooling: str | None = None,
+                 window_overlap: int = 0, **kwargs):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         if pooling not in POOLINGS:
@@ -210,19 +262,14 @@ class AlbertClassifier(keras.Model):
         if num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {num_labels}")
         backbone = _deserialize_backbone(backbone)
-        inputs = dict(backbone.input)
-        outputs = backbone(inputs)
-        if pooling == "mean":
-            backbone.get_layer("pooled_dense").trainable = False  # no gradient reaches it
-            pooled = masked_mean(outputs["sequence_output"], inputs["padding_mask"])
-        else:
-            pooled = outputs["pooled_output"]
+        inputs, pooled = _encode(backbone, pooling, window_pooling)
         x = layers.Dropout(dropout, name="classifier_dropout")(pooled)
         init = keras.initializers.TruncatedNormal(stddev=backbone.config.initializer_range)
         logits = layers.Dense(num_labels, kernel_initializer=init, name="classifier")(x)
         members = None
         if bow_buckets:
-            bow = BagOfNgrams(backbone.config.vocab_size, num_labels, bow_buckets, name="bow", dtype="float32")
+            bow = BagOfNgrams(backbone.config.vocab_size, num_labels, bow_buckets, name="bow", dtype="float32",
+                              window_overlap=window_overlap if window_pooling else None)
             members = [ops.cast(logits, "float32"), bow(inputs["token_ids"], inputs["padding_mask"])]
             logits = MixLogits(name="bow_mix", dtype="float32")(members[0], members[1])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
@@ -234,6 +281,8 @@ class AlbertClassifier(keras.Model):
         self.dropout = dropout
         self.pooling = pooling
         self.bow_buckets = bow_buckets
+        self.window_pooling = window_pooling
+        self.window_overlap = window_overlap
 
     def probabilities(self, logits):
         """Map this model's logits to probabilities (or values for regression)."""
@@ -242,7 +291,8 @@ class AlbertClassifier(keras.Model):
     def get_config(self):
         return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_labels": self.num_labels,
                 "task": self.task, "dropout": self.dropout, "pooling": self.pooling,
-                "bow_buckets": self.bow_buckets, "name": self.name,
+                "bow_buckets": self.bow_buckets, "window_pooling": self.window_pooling,
+                "window_overlap": self.window_overlap, "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod

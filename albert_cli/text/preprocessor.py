@@ -14,6 +14,7 @@ import numpy as np
 from albert_cli.errors import UsageError
 from albert_cli.text.packing import pack
 from albert_cli.text.tokenizers import make_in_graph_tokenizer
+from albert_cli.text.windows import WindowSpec, pad_windows, split_windows
 
 MIN_SEQUENCE_LENGTH = 8
 MAX_SEQUENCE_LENGTH = 4096
@@ -56,15 +57,19 @@ class Preprocessor:
         tokenizer: a SentencePiece or WordPiece tokenizer (`albert_cli.text.tokenizers`).
         sequence_length: the longest packed example; checked against `positions`.
         positions: the model's position embeddings (None: unchecked).
+        windows: read each text as windows of `sequence_length` (`albert_cli.text.windows`): `encode` then
+            gives ``[windows, longest]`` arrays per text. None: texts (and pairs) are cut at `sequence_length`.
 
     Example:
         >>> pre = Preprocessor(tokenizer, sequence_length=128)
         >>> ids, segments = pre.encode(["a text"])[0]
     """
 
-    def __init__(self, tokenizer, sequence_length: int, positions: int | None = None):
+    def __init__(self, tokenizer, sequence_length: int, positions: int | None = None,
+                 windows: WindowSpec | None = None):
         self.tokenizer = tokenizer
         self.sequence_length = check_sequence_length(sequence_length, positions)
+        self.windows = windows.check(self.sequence_length) if windows is not None else None
 
     @staticmethod
     def raw_lengths(tokenizer, texts, pairs=None) -> np.ndarray:
@@ -74,9 +79,11 @@ class Preprocessor:
         return np.asarray([x + y + 2 for x, y in zip(a, b)])
 
     def encode(self, texts, pairs=None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Token ids and segment ids per example, unpadded."""
+        """Token ids and segment ids per example, unpadded (``[windows, longest]`` each with windows)."""
         tok = self.tokenizer
         ids_a = tok.encode_batch(texts)
+        if self.windows is not None:
+            return [self._windows(a) for a in ids_a]
         ids_b = tok.encode_batch(pairs) if pairs is not None else [None] * len(ids_a)
         out = []
         for a, b in zip(ids_a, ids_b):
@@ -84,9 +91,15 @@ class Preprocessor:
             out.append((np.asarray(packed["token_ids"], np.int32), np.asarray(packed["segment_ids"], np.int32)))
         return out
 
+    def _windows(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        tok = self.tokenizer
+        token_ids = pad_windows(split_windows(ids, self.sequence_length, self.windows, tok.cls_id, tok.sep_id))
+        return token_ids, np.zeros_like(token_ids)
+
     def in_graph(self, signatures: bool = True):
         """The TensorFlow tokenizer for the exported SavedModel, with this sequence length."""
-        return make_in_graph_tokenizer(self.tokenizer, self.sequence_length, signatures=signatures)
+        return make_in_graph_tokenizer(self.tokenizer, self.sequence_length, signatures=signatures,
+                                       windows=self.windows)
 
 
 def length_groups(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
@@ -135,20 +148,32 @@ def length_grouped_batches(lengths, batch_size: int, rng: np.random.Generator, g
     return batches
 
 
+def example_size(example) -> int:
+    """The tokens of an encoded example (a document's windows together): the key batches are grouped by."""
+    return int(np.asarray(example[0]).size)
+
+
 def pad_batch(encoded, indices, multiple: int = 8, rows: int | None = None) -> dict[str, np.ndarray]:
     """Pad the selected examples to the longest of them (rounded up to `multiple`).
 
     `rows` pads the batch with empty rows (padding_mask 0) up to a fixed size, so that an XLA-compiled step sees
-    one shape per length bucket.
+    one shape per length bucket. Windowed examples (``[windows, length]`` each) give ``[rows, windows, width]``
+    arrays, a document's missing windows empty.
     """
-    longest = max(len(encoded[i][0]) for i in indices)
+    first = np.asarray(encoded[indices[0]][0])
+    longest = max(np.asarray(encoded[i][0]).shape[-1] for i in indices)
     width = -(-longest // multiple) * multiple
-    token_ids = np.zeros((max(rows or 0, len(indices)), width), np.int32)
+    shape = (max(rows or 0, len(indices)),)
+    if first.ndim == 2:
+        shape += (max(np.asarray(encoded[i][0]).shape[0] for i in indices),)
+    token_ids = np.zeros(shape + (width,), np.int32)
     segment_ids = np.zeros_like(token_ids)
     padding_mask = np.zeros_like(token_ids)
     for row, i in enumerate(indices):
-        ids, seg = encoded[i]
-        token_ids[row, : len(ids)] = ids
-        segment_ids[row, : len(seg)] = seg
-        padding_mask[row, : len(ids)] = 1
+        ids, seg = (np.asarray(x) for x in encoded[i])
+        mask = np.ones_like(ids) if ids.ndim == 1 else (np.cumsum(ids[:, ::-1] != 0, axis=1)[:, ::-1] > 0)
+        where = (row, Ellipsis) if ids.ndim == 1 else (row, slice(0, ids.shape[0]))
+        token_ids[where][..., : ids.shape[-1]] = ids
+        segment_ids[where][..., : ids.shape[-1]] = seg
+        padding_mask[where][..., : ids.shape[-1]] = mask
     return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}

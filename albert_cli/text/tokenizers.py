@@ -99,22 +99,28 @@ def tokenizer_for_model_dir(path, meta) -> Tokenizer:
     return load_tokenizer(info, meta.normalizer)
 
 
-def make_in_graph_tokenizer(tokenizer, max_seq_length: int = 512, signatures: bool = True):
+def make_in_graph_tokenizer(tokenizer, max_seq_length: int = 512, signatures: bool = True, windows=None):
     """The in-graph (TensorFlow) tokenizer matching `tokenizer` (same ids), for SavedModel export.
 
     Both kinds are called as ``tok(texts)`` / ``tok(texts, pairs)`` -> dict of int32
     ``token_ids`` / ``segment_ids`` / ``padding_mask``; ``signatures=False`` leaves out
-    their standalone ``call_single`` / ``call_pair`` / ``encode_ids`` functions.
+    their standalone ``call_single`` / ``call_pair`` / ``encode_ids`` functions. With `windows` (a
+    ``WindowSpec``), ``tok(texts)`` gives each text's ``[W, L]`` windows (``albert_cli.text.tf_windows``).
     """
     # TensorFlow-importing modules, hence imported here.
     if isinstance(tokenizer, WordPieceTokenizer):
         from albert_cli.text.tf_wordpiece import TFWordPieceTokenizer
 
-        return TFWordPieceTokenizer(
+        tf_tok = TFWordPieceTokenizer(
             tokenizer.vocab, lower_case=tokenizer.do_lower_case, max_seq_length=max_seq_length, signatures=signatures
         )
-    from albert_cli.text.tf_tokenizer import make_tf_tokenizer
+    else:
+        from albert_cli.text.tf_tokenizer import make_tf_tokenizer
 
-    if signatures:
-        return make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length)
-    return make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length, signatures=False)
+        tf_tok = make_tf_tokenizer(tokenizer.serialized_model(), tokenizer.normalizer, max_seq_length,
+                                   signatures=signatures)
+    if windows is None:
+        return tf_tok
+    from albert_cli.text.tf_windows import WindowedTokenizer
+
+    return WindowedTokenizer(tf_tok, max_seq_length, windows)

@@ -46,6 +46,8 @@ def build_model(plan: FinetunePlan, init: InitModel | None, tokenizer, labels: l
         AlbertBackbone(plan.config), num_labels=plan.num_outputs, task=o.task,
         dropout=plan.config.hidden_dropout_prob if o.dropout is None else o.dropout,
         pooling=plan.pooling, bow_buckets=bow_buckets,
+        window_pooling=plan.windows.pooling if plan.windows else None,
+        window_overlap=plan.windows.overlap(plan.max_seq_length) if plan.windows else 0,
     )
     if init is not None:
         head_ok = _continues_head(plan, init, bow_buckets, labels)
@@ -68,6 +70,6 @@ def build_optimizer(plan: FinetunePlan, model):
 
 def build(plan: FinetunePlan, init: InitModel | None, tokenizer, labels: list) -> Built:
     """Preprocessor, model and optimizer for `plan`."""
-    preprocessor = Preprocessor(tokenizer, plan.max_seq_length, plan.config.max_position_embeddings)
+    preprocessor = Preprocessor(tokenizer, plan.max_seq_length, plan.config.max_position_embeddings, plan.windows)
     model = build_model(plan, init, tokenizer, labels)
     return Built(preprocessor, model, build_optimizer(plan, model))

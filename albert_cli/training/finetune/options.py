@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from albert_cli.errors import UsageError
 from albert_cli.model.kinds import DEV_METRICS, POOLINGS, TASKS
 from albert_cli.text.preprocessor import check_sequence_length
+from albert_cli.text.windows import WINDOW_POOLINGS
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -55,6 +56,10 @@ class FinetuneOptions:
     unlabeled: tuple = field(default_factory=tuple)
     tapt_learning_rate: float | None = None
     ema: float | None = None
+    windows: bool | None = None  # None: on when the training texts are long (plan)
+    window_stride: int | None = None
+    max_windows: int | None = None
+    window_pooling: str | None = None
 
     def validate(self) -> "FinetuneOptions":
         """Raise a UsageError (exit 2) for an out-of-range or conflicting option; returns self."""
@@ -69,7 +74,8 @@ class FinetuneOptions:
         for name, value in positive.items():
             if value is not None and not value > 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        at_least_one = {"patience": self.patience, "eval_every": self.eval_every, "max_steps": self.max_steps}
+        at_least_one = {"patience": self.patience, "eval_every": self.eval_every, "max_steps": self.max_steps,
+                        "window_stride": self.window_stride, "max_windows": self.max_windows}
         for name, value in at_least_one.items():
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -88,10 +94,10 @@ class FinetuneOptions:
 
     def _check_combinations(self) -> None:
         choices = {"task": (self.task, TASKS), "pooling": (self.pooling, POOLINGS),
-                   "precision": (self.precision, PRECISIONS)}
+                   "precision": (self.precision, PRECISIONS), "window_pooling": (self.window_pooling, WINDOW_POOLINGS)}
         for name, (value, allowed) in choices.items():
             if value is not None and value not in allowed:
-                raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got '{value}'")
+                raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got '{value}'")
         metrics = DEV_METRICS[self.task]
         if self.metric is not None and self.metric not in metrics:
             raise UsageError(f"--metric for --task {self.task} must be one of {', '.join(metrics)}, got '{self.metric}'")
@@ -107,5 +113,9 @@ class FinetuneOptions:
             raise UsageError("--config sets the shape of a new model; it cannot be combined with --init")
         if self.unlabeled and not self.tapt_steps:
             raise UsageError("--unlabeled texts are for task-adaptive pretraining: give --tapt-steps N too")
+        if self.windows and self.text_pair_column:
+            raise UsageError("--windows reads single texts; a pair model (--text-pair-column) truncates its pairs")
+        if self.windows is False and (self.window_stride or self.max_windows or self.window_pooling):
+            raise UsageError("--window-stride, --max-windows and --window-pooling set up --windows; drop --no-windows")
         if any(str(u) == "-" for u in self.unlabeled):
             raise UsageError("--unlabeled cannot read standard input; give a file")

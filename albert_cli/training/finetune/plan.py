@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from albert_cli.console import info
 from albert_cli.errors import ModelError
 from albert_cli.model.config import AlbertConfig
 from albert_cli.model.kinds import LOWER_IS_BETTER, default_metric
 from albert_cli.text.preprocessor import Preprocessor, check_sequence_length, choose_sequence_length
+from albert_cli.text.windows import WindowSpec, choose_windows, count_windows
 from albert_cli.training.finetune.data import FinetuneData
 from albert_cli.training.finetune.options import FinetuneOptions
 from albert_cli.training.finetune.tokenizer import TokenizerChoice
@@ -49,6 +52,7 @@ class FinetunePlan:
     pooling: str
     bow: bool
     max_seq_length: int
+    windows: WindowSpec | None
     epochs: float
     learning_rate: float
     ema: float
@@ -87,26 +91,45 @@ def model_config(o: FinetuneOptions, init: InitModel | None, vocab_size: int) ->
     return config
 
 
-def sequence_length(o: FinetuneOptions, init: InitModel | None, config: AlbertConfig, data: FinetuneData,
-                    tokenizer) -> int:
-    """--max-seq-length, else the 99th percentile of the training lengths (at most 512; 128 from scratch)."""
+def sequence_length(o: FinetuneOptions, init: InitModel | None, config: AlbertConfig, lengths) -> int:
+    """--max-seq-length, else the 99th percentile of the training `lengths` (at most 512; 128 from scratch)."""
     positions = config.max_position_embeddings
     if o.max_seq_length is not None:
         return check_sequence_length(o.max_seq_length, positions)
-    lengths = Preprocessor.raw_lengths(tokenizer, data.train.texts, data.train.pairs)
     cap = min(512, positions)
     if init is None:
         cap = min(cap, SCRATCH_MAX_SEQ_LENGTH)
     return choose_sequence_length(lengths, cap=cap)
 
 
-def _budget(o: FinetuneOptions, scratch: bool, examples: int) -> tuple[float, int, int]:
-    """(epochs, steps per epoch, total steps)."""
+def _windows(o: FinetuneOptions, lengths, length: int) -> WindowSpec | None:
+    """The run's windows (`choose_windows`), said in one line when the data turned them on."""
+    spec = choose_windows(lengths, length, o.text_pair_column is not None, o.window_stride, o.max_windows,
+                          o.window_pooling, o.windows)
+    if spec is not None and o.windows is None:
+        longer = float(np.mean(lengths > length))
+        info(f"{longer:.0%} of the training texts are longer than {length} tokens: reading them as windows of "
+             f"{length} (stride {spec.stride}, at most {spec.max_windows}, {spec.pooling} of the windows; "
+             "--no-windows to cut them instead)")
+    return spec
+
+
+def _cost(windows: WindowSpec | None, lengths, length: int) -> float:
+    """Sequences per example in a training step: 1, or the mean number of windows."""
+    if windows is None or not len(lengths):
+        return 1.0
+    return float(np.mean([count_windows(n - 2, length, windows.stride, windows.max_windows) for n in lengths]))
+
+
+def _budget(o: FinetuneOptions, scratch: bool, examples: int, cost: float = 1.0) -> tuple[float, int, int]:
+    """(epochs, steps per epoch, total steps); from scratch the default cap on steps is divided by `cost`, the
+    sequences per example, so that a windowed run encodes as many sequences as a plain one."""
     epochs = o.epochs if o.epochs is not None else (8 if scratch else 3)
     steps_per_epoch = math.ceil(examples / o.batch_size)
     total = max(1, int(round(steps_per_epoch * epochs)))
-    if o.epochs is None and o.max_steps is None and scratch and total > SCRATCH_MAX_STEPS:
-        total = SCRATCH_MAX_STEPS
+    cap = max(1, int(SCRATCH_MAX_STEPS / cost))
+    if o.epochs is None and o.max_steps is None and scratch and total > cap:
+        total = cap
         epochs = round(total / steps_per_epoch, 2)
         info(f"default budget: {total} steps ({epochs} epochs); set --epochs to train longer")
     if o.max_steps:
@@ -118,13 +141,16 @@ def make_plan(o: FinetuneOptions, init: InitModel | None, data: FinetuneData, ch
     """Resolve every default of a run (see the module docstring)."""
     scratch = init is None
     config = model_config(o, init, choice.tokenizer.vocab_size)
-    epochs, per_epoch, total = _budget(o, scratch, len(data.train))
+    lengths = Preprocessor.raw_lengths(choice.tokenizer, data.train.texts, data.train.pairs)
+    length = sequence_length(o, init, config, lengths)
+    windows = _windows(o, lengths, length)
+    epochs, per_epoch, total = _budget(o, scratch, len(data.train), _cost(windows, lengths, length))
     ema = o.ema if o.ema is not None else (SCRATCH_EMA if scratch else 0.0)
     bow = o.bow if o.bow is not None else (scratch or init.weights.bow_buckets > 0)
     return FinetunePlan(
         options=o, config=config, num_outputs=data.num_outputs,
         pooling=o.pooling or (init.weights.pooling if init is not None else "mean"),
-        bow=bow, max_seq_length=sequence_length(o, init, config, data, choice.tokenizer),
+        bow=bow, max_seq_length=length, windows=windows,
         epochs=epochs, learning_rate=o.learning_rate if o.learning_rate is not None else (5e-4 if scratch else 3e-5),
         ema=ema, steps_per_epoch=per_epoch, total_steps=total, warmup_steps=int(total * o.warmup_ratio),
         metric=o.metric or default_metric(o.task), eval_every=o.eval_every or per_epoch,

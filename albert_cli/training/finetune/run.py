@@ -18,7 +18,7 @@ from albert_cli.artifacts.modeldir import ASSETS, ModelMeta, open_model_dir
 from albert_cli.artifacts.savedmodel import export_model_dir
 from albert_cli.console import info
 from albert_cli.errors import Interrupted, ModelError, UsageError
-from albert_cli.text.preprocessor import length_grouped_batches, pad_batch
+from albert_cli.text.preprocessor import example_size, length_grouped_batches, pad_batch
 from albert_cli.training.callbacks import Checkpointing, ProgressBar, TensorBoardScalars, Throughput
 from albert_cli.training.finetune.build import build
 from albert_cli.training.finetune.data import FinetuneData, read_data, sample_weights
@@ -52,7 +52,7 @@ def _batches(plan: FinetunePlan, enc, y, w, start_epoch: int, skip: int):
     """(epoch, batch index, batch, examples) forever: each epoch a seeded, length-grouped order; with XLA every
     batch is padded to the full number of rows (weight 0) and lengths to multiples of 16 (fewer shapes)."""
     o = plan.options
-    lengths = np.asarray([len(e[0]) for e in enc])
+    lengths = np.asarray([example_size(e) for e in enc])
     bucket, epoch = (16 if o.jit else 8), start_epoch
     while True:
         rng = np.random.default_rng([o.seed, epoch])
@@ -70,8 +70,8 @@ def _batches(plan: FinetunePlan, enc, y, w, start_epoch: int, skip: int):
         epoch += 1
 
 
-def _signature(tf, task: str) -> dict:
-    spec = {k: tf.TensorSpec([None, None], tf.int32) for k in INPUTS}
+def _signature(tf, task: str, windowed: bool) -> dict:
+    spec = {k: tf.TensorSpec([None] * (3 if windowed else 2), tf.int32) for k in INPUTS}
     spec["y"] = {"single_label": tf.TensorSpec([None], tf.int32), "multi_label": tf.TensorSpec([None, None], tf.float32),
                  "regression": tf.TensorSpec([None], tf.float32)}[task]
     spec["w"] = tf.TensorSpec([None], tf.float32)
@@ -153,7 +153,7 @@ def _train(s: _Session, run_dir: RunDir) -> tuple[dict, list[float] | None]:
     tf = import_tf()
     runtime = TFRuntime("none", jit=o.jit)
     clip_groups = [v.path.startswith("bow/") for v in s.model.trainable_variables] if s.model.members else None
-    s.optimizer = runtime.compile(s.model, s.optimizer, finetune_objective(o.task), _signature(tf, o.task),
+    s.optimizer = runtime.compile(s.model, s.optimizer, finetune_objective(o.task), _signature(tf, o.task, plan.windows is not None),
                                   clip_groups, CLIP_NORM)
     state = _resume_state(o, run_dir, s.model, s.optimizer)
     weights = sample_weights(s.y_train, o.task, o.class_weights, s.data.num_outputs)
@@ -191,6 +191,7 @@ def _export(s: _Session, run_dir: RunDir, choice, thresholds, result: dict) -> N
     meta = ModelMeta(
         task=o.task, tokenizer=choice.spec, labels=s.data.labels.labels if s.data.labels else [],
         normalizer=choice.normalizer.to_dict(), max_seq_length=plan.max_seq_length, pooling=plan.pooling,
+        windows=plan.windows.to_dict() if plan.windows else None,
         bow_buckets=s.model.bow_buckets, thresholds=thresholds, pair=o.text_pair_column is not None,
         columns={"text": o.text_column, "text_pair": o.text_pair_column, "label": o.label_column},
         training=_training_record(plan, s, result), metrics=result.get("dev_metrics") or {},
@@ -236,7 +237,8 @@ def _run(o: FinetuneOptions, run_dir: RunDir, data: FinetuneData) -> dict:
     train_enc = built.preprocessor.encode(data.train.texts, data.train.pairs)
     dev_enc = built.preprocessor.encode(data.dev.texts, data.dev.pairs) if data.dev is not None else None
     info(f"{len(train_enc)} training examples" + (f", {len(dev_enc)} dev" if dev_enc else "")
-         + f"; max sequence length {plan.max_seq_length} (encoded in {time.time() - t0:.1f}s)")
+         + f"; max sequence length {plan.max_seq_length}" + (" (windows)" if plan.windows else "")
+         + f" (encoded in {time.time() - t0:.1f}s)")
     tapt_figures = None
     if o.tapt_steps:
         tapt_figures = adapt(plan, init, built.model, choice, data, train_enc, run_dir.staging, run_dir.out)

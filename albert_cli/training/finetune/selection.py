@@ -24,7 +24,7 @@ from albert_cli.metrics import (
     regression_metrics,
 )
 from albert_cli.model.heads import logits_to_probabilities
-from albert_cli.text.preprocessor import pad_batch, run_length_grouped
+from albert_cli.text.preprocessor import example_size, pad_batch, run_length_grouped
 from albert_cli.training.loop import Callback, StepEvent
 from albert_cli.training.state import TrainState, load_weights, save_weights
 
@@ -103,7 +103,8 @@ class Evaluator:
     def __init__(self, model, task: str, bucket: int, rows: int | None, jit: bool):
         tf = import_tf()
         self.bucket, self.rows, self.task = bucket, rows, task
-        spec = {k: tf.TensorSpec([None, None], tf.int32) for k in ("token_ids", "segment_ids", "padding_mask")}
+        rank = 3 if getattr(model, "window_pooling", None) else 2  # [B, W, L] windows, or [B, T]
+        spec = {k: tf.TensorSpec([None] * rank, tf.int32) for k in ("token_ids", "segment_ids", "padding_mask")}
         def probabilities(inputs):
             out = logits_to_probabilities(tf.cast(model(inputs, training=False), tf.float32), task)
             return tf.squeeze(out, -1) if task == "regression" else out
@@ -123,7 +124,7 @@ class Evaluator:
         def run_batch(idx):  # with XLA the batch has padding rows past len(idx)
             return {"out": np.asarray(step(pad_batch(enc, idx, self.bucket, self.rows)))[: len(idx)]}
 
-        return run_length_grouped([len(e[0]) for e in enc], batch_size, run_batch)["out"]
+        return run_length_grouped([example_size(e) for e in enc], batch_size, run_batch)["out"]
 
 
 @dataclass
