@@ -85,6 +85,8 @@ def _classifiers(window_pooling="mean", overlap=2, bow=64):
     plain = AlbertClassifier(AlbertBackbone(cfg), 3, pooling="mean", bow_buckets=bow)
     windowed = AlbertClassifier(AlbertBackbone(cfg), 3, pooling="mean", bow_buckets=bow,
                                 window_pooling=window_pooling, window_overlap=overlap)
+    init = np.random.default_rng(0)  # the same weights on every backend
+    plain.set_weights([np.asarray(init.normal(0, 0.2, np.shape(w)), np.float32) for w in plain.get_weights()])
     windowed.set_weights(plain.get_weights())
     if bow:
         rng = np.random.default_rng(1)
@@ -126,21 +128,70 @@ def test_pooled_logits_match_numpy(pooling):
         np.testing.assert_allclose(got[d], doc @ kernel + bias, atol=1e-5)
 
 
-def test_bag_counts_each_piece_once_and_short_texts_answer_as_without_windows():
-    plain, windowed = _classifiers("mean", overlap=4)
+def _document_bag_numpy(bag_layer, doc: list[int]) -> np.ndarray:
+    """The document bag of `[CLS] doc [SEP]` in numpy (every piece a word): log(1 + count) of each hashed word
+    and pair, scaled to unit length, times the tables."""
+    from albert_cli.model.heads import DOCUMENT_BOW_SCALE
+
+    words = np.asarray([CLS, *doc, SEP], np.int64)
+    buckets = bag_layer.buckets
+    counts = np.zeros(2 * buckets)
+    np.add.at(counts, words % buckets, 1.0)
+    np.add.at(counts, buckets + ((words[:-1] * 4093 + words[1:]) % 2**18) % buckets, 1.0)
+    features = np.log1p(counts)
+    features /= np.linalg.norm(features)
+    table = np.concatenate([np.asarray(bag_layer.unigram), np.asarray(bag_layer.bigram)])
+    return DOCUMENT_BOW_SCALE * features @ table
+
+
+def test_document_bag_counts_each_piece_once():
+    _, windowed = _classifiers("mean", overlap=4)
     spec = WindowSpec(stride=4, max_windows=50)  # windows of 10: 8 pieces, 4 shared
     rng = np.random.default_rng(3)
     docs = [list(rng.integers(5, 60, n)) for n in (3, 8, 9, 30, 47)]
     x, _ = _batch(docs, 10, spec)
-    bag_windowed = np.asarray(windowed.members(x, training=False)[1])
-    for d, doc in enumerate(docs):  # the bag of the whole text, packed as one sequence (no cut)
-        whole = np.asarray([[CLS, *doc, SEP]], np.int32)
-        ones = np.ones_like(whole)
-        bag_whole = np.asarray(plain.members({"token_ids": whole, "segment_ids": 0 * ones, "padding_mask": ones},
-                                             training=False)[1])
-        np.testing.assert_allclose(bag_windowed[d], bag_whole[0], rtol=1e-5, atol=1e-4)
-    # A text of one window: the windowed model's answer is the plain model's, bag and ALBERT together.
-    short, _ = _batch(docs[:2], 10, spec)
-    plain_x = {k: v[:, 0] for k, v in short.items()}
+    got = np.asarray(windowed.members(x, training=False)[1])
+    for d, doc in enumerate(docs):
+        np.testing.assert_allclose(got[d], _document_bag_numpy(windowed.get_layer("bow"), doc), rtol=1e-4, atol=1e-3)
+
+
+def test_short_texts_get_alberts_answer_as_without_windows():
+    plain, windowed = _classifiers("mean", overlap=4)
+    rng = np.random.default_rng(4)
+    short, _ = _batch([list(rng.integers(5, 60, n)) for n in (3, 8)], 10, WindowSpec(stride=4, max_windows=50))
+    plain_x = {k: v[:, 0] for k, v in short.items()}  # one window each: the text packed as without windows
+    np.testing.assert_allclose(np.asarray(windowed.members(short, training=False)[0]),
+                               np.asarray(plain.members(plain_x, training=False)[0]), atol=1e-5)
+    plain, windowed = _classifiers("max", bow=0)
     np.testing.assert_allclose(np.asarray(windowed(short, training=False)), np.asarray(plain(plain_x, training=False)),
                                atol=1e-5)
+
+
+def test_windowed_classifier_gives_the_same_logits_on_jax():
+    """The model core runs on JAX: the windowed classifier (ALBERT, window pooling, document bag) there equals
+    TensorFlow's on the same weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import json, numpy as np\n"
+        "from test_windows import _classifiers, _batch, WindowSpec\n"
+        "_, model = _classifiers('max', overlap=4)\n"
+        "rng = np.random.default_rng(5)\n"
+        "x, _ = _batch([list(rng.integers(5, 60, n)) for n in (3, 20, 47)], 10, WindowSpec(4, 50, 'max'))\n"
+        "print(json.dumps(np.asarray(model(x, training=False)).tolist()))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    _, model = _classifiers("max", overlap=4)
+    rng = np.random.default_rng(5)
+    x, _ = _batch([list(rng.integers(5, 60, n)) for n in (3, 20, 47)], 10, WindowSpec(4, 50, "max"))
+    np.testing.assert_allclose(json.loads(res.stdout.strip().splitlines()[-1]), np.asarray(model(x, training=False)),
+                               rtol=1e-4, atol=1e-3)

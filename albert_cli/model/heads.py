@@ -26,6 +26,7 @@ def masked_mean(sequence, padding_mask):
 BOW_BUCKETS = 2**18  # hashed rows of each table of the bag-of-n-grams member (fewer for many labels: bow_buckets_for)
 BOW_MAX_WEIGHTS = 2**23  # cap on each table (rows x labels): 32 MB of float32
 BOW_SCALE = 1000.0  # output scale of the bag-of-n-grams member (see BagOfNgrams)
+DOCUMENT_BOW_SCALE = 100.0  # the same for the unit-length features of a windowed document
 BOW_WORD_PIECES = 3  # a word's hash covers its last 3 pieces
 _HASH_SPACE = 2**18
 _BOW_HASH_MULTIPLIER = 4093  # (h mod 2^18) * 4093 + (id mod 2^18) stays below 2^31: int32 on every backend
@@ -108,7 +109,9 @@ class BagOfNgrams(layers.Layer):
         buckets: hashed rows of each table (`bow_buckets_for` picks it from the number of labels).
         scale: output scale (see above).
         window_overlap: None for ``[B, T]`` rows; for ``[B, W, L]`` windows (`albert_cli.model.documents`), the
-            pieces consecutive windows share: every piece of a document is then counted once.
+            pieces consecutive windows share: every piece of a document is then counted once, and a long
+            document's words and pairs weigh log(1 + count), scaled to unit length (TF-IDF's sublinear term
+            weights) instead of their mean, with `scale` DOCUMENT_BOW_SCALE (bench/README.md, long documents).
     """
 
     def __init__(self, vocab_size: int, num_outputs: int, buckets: int = BOW_BUCKETS, scale: float = BOW_SCALE,
@@ -152,18 +155,28 @@ class BagOfNgrams(layers.Layer):
     def call(self, token_ids, padding_mask):
         if self.window_overlap is None:
             total, count = self._sums(token_ids, padding_mask, ops.cast(padding_mask, "float32"))
-        else:  # [B, W, L] windows: each piece of the document counted once, the sums added per document
-            counted = novel_pieces(padding_mask, self.window_overlap)
-            width = ops.shape(token_ids)[2]
-            total, count = self._sums(ops.reshape(token_ids, (-1, width)), ops.reshape(padding_mask, (-1, width)),
-                                      ops.reshape(counted, (-1, width)))
-            total, count = self._per_document(total, padding_mask), self._per_document(count, padding_mask)
-        return self.scale * total / ops.maximum(count, 1.0)
+            return self.scale * total / ops.maximum(count, 1.0)
+        return self._document(token_ids, padding_mask)
 
-    @staticmethod
-    def _per_document(values, padding_mask):
-        shape = ops.shape(padding_mask)
-        return ops.sum(ops.reshape(values, (shape[0], shape[1], -1)), axis=1)
+    def _document(self, token_ids, padding_mask):
+        """A windowed document [B, W, L]: each piece counted once (`novel_pieces`), then TF-IDF's sublinear term
+        weights: log(1 + count) of every hashed word and pair of the document, scaled to unit length."""
+        shape = ops.shape(token_ids)
+        rows = [ops.reshape(x, (-1, shape[2])) for x in (token_ids, padding_mask,
+                                                         novel_pieces(padding_mask, self.window_overlap))]
+        words, word_mask, counted = words_from_pieces(rows[0], rows[1], self.boundaries, rows[2])
+        mask = ops.cast(word_mask, "float32")
+        weights = ops.concatenate([mask * counted, mask * _shift_left(mask, 0) * _shift_left(counted, 0)], axis=1)
+        pairs = ops.mod(_mix(words, _shift_left(words, 0)), self.buckets)
+        # Row d * 2 * buckets + k of one flat histogram: document d's unigram bucket k, then its bigram buckets.
+        document = ops.expand_dims(ops.floor_divide(ops.arange(ops.shape(words)[0]), shape[1]), 1)
+        slots = document * (2 * self.buckets) + ops.concatenate([ops.mod(words, self.buckets),
+                                                                 self.buckets + pairs], axis=1)
+        counts = ops.segment_sum(ops.reshape(weights, (-1,)), ops.reshape(slots, (-1,)),
+                                 num_segments=shape[0] * 2 * self.buckets)
+        features = ops.log1p(ops.reshape(counts, (shape[0], 2 * self.buckets)))
+        features = features / ops.maximum(ops.sqrt(ops.sum(features * features, axis=1, keepdims=True)), 1e-6)
+        return self.scale * ops.matmul(features, ops.concatenate([self.unigram, self.bigram], axis=0))
 
     def compute_output_shape(self, token_ids_shape, padding_mask_shape=None):
         return (token_ids_shape[0], self.num_outputs)
@@ -268,7 +281,8 @@ class AlbertClassifier(keras.Model):
         logits = layers.Dense(num_labels, kernel_initializer=init, name="classifier")(x)
         members = None
         if bow_buckets:
-            bow = BagOfNgrams(backbone.config.vocab_size, num_labels, bow_buckets, name="bow", dtype="float32",
+            bow = BagOfNgrams(backbone.config.vocab_size, num_labels, bow_buckets,
+                              DOCUMENT_BOW_SCALE if window_pooling else BOW_SCALE, name="bow", dtype="float32",
                               window_overlap=window_overlap if window_pooling else None)
             members = [ops.cast(logits, "float32"), bow(inputs["token_ids"], inputs["padding_mask"])]
             logits = MixLogits(name="bow_mix", dtype="float32")(members[0], members[1])

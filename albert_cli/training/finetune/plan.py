@@ -25,6 +25,7 @@ from albert_cli.training.finetune.tokenizer import TokenizerChoice
 SCRATCH_MAX_STEPS = 1500  # step budget from scratch when --epochs is not given (see bench/README.md)
 SCRATCH_MAX_SEQ_LENGTH = 128  # longer inputs stalled a small model from scratch (bench/README.md)
 SCRATCH_EMA = 0.995
+WINDOW_BUDGET_TOKENS = 64  # a windowed document costs its tokens / 64 examples of the step budget (bench/README.md)
 CLIP_NORM = 1.0  # global-norm gradient clipping, as the original run_classifier.py (per member with the bag)
 # From scratch (no --init): a small ALBERT that trains in minutes on two cores.
 SCRATCH_CONFIG = dict(
@@ -115,15 +116,18 @@ def _windows(o: FinetuneOptions, lengths, length: int) -> WindowSpec | None:
 
 
 def _cost(windows: WindowSpec | None, lengths, length: int) -> float:
-    """Sequences per example in a training step: 1, or the mean number of windows."""
+    """What a training example costs against the default step budget: 1, or for a windowed document its tokens
+    (every window's) over `WINDOW_BUDGET_TOKENS`."""
     if windows is None or not len(lengths):
         return 1.0
-    return float(np.mean([count_windows(n - 2, length, windows.stride, windows.max_windows) for n in lengths]))
+    tokens = [min(n - 2, windows.pieces_read(length)) + 2 * count_windows(n - 2, length, windows.stride,
+                                                                            windows.max_windows) for n in lengths]
+    return max(1.0, float(np.mean(tokens)) / WINDOW_BUDGET_TOKENS)
 
 
 def _budget(o: FinetuneOptions, scratch: bool, examples: int, cost: float = 1.0) -> tuple[float, int, int]:
-    """(epochs, steps per epoch, total steps); from scratch the default cap on steps is divided by `cost`, the
-    sequences per example, so that a windowed run encodes as many sequences as a plain one."""
+    """(epochs, steps per epoch, total steps); from scratch the default cap on steps is divided by `cost` (see
+    `_cost`), so that a windowed run stays within about the time of a plain one."""
     epochs = o.epochs if o.epochs is not None else (8 if scratch else 3)
     steps_per_epoch = math.ceil(examples / o.batch_size)
     total = max(1, int(round(steps_per_epoch * epochs)))
