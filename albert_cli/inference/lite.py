@@ -24,7 +24,7 @@ from albert_cli.inference.base import BasePredictor, Outputs, sequence_length, s
 from albert_cli.text.packing import Packed, pack_batch
 from albert_cli.text.preprocessor import pad_batch
 from albert_cli.text.tokenizers import tokenizer_for_model_dir
-from albert_cli.text.windows import WindowSpec, count_windows, pad_windows, split_windows
+from albert_cli.text.windows import WindowSpec, count_windows, encode_windows
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 """The inputs of ``model.tflite`` (and of the SavedModel's ``classify_ids`` signature it is converted from)."""
@@ -83,10 +83,8 @@ class Packer:
             if max_seq_length is not None:
                 packed = self.pack_rows(examples, max_seq_length)
                 return Packed(*(x[:, None, :] for x in packed))
-            encoded = []
-            for ids in examples:
-                windows = pad_windows(split_windows(ids, self.max_seq_length, self.windows, self.cls_id, self.sep_id))
-                encoded.append((windows, np.zeros_like(windows)))
+            encoded = [encode_windows(ids, self.max_seq_length, self.windows, self.cls_id, self.sep_id)
+                       for ids in examples]
             return Packed(**pad_batch(encoded, np.arange(len(encoded)), multiple=1))
         return self.pack_rows(examples, max_seq_length)
 

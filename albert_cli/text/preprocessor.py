@@ -14,7 +14,7 @@ import numpy as np
 from albert_cli.errors import UsageError
 from albert_cli.text.packing import pack
 from albert_cli.text.tokenizers import make_in_graph_tokenizer
-from albert_cli.text.windows import WindowSpec, pad_windows, split_windows
+from albert_cli.text.windows import WindowSpec, encode_windows
 
 MIN_SEQUENCE_LENGTH = 8
 MAX_SEQUENCE_LENGTH = 4096
@@ -83,18 +83,13 @@ class Preprocessor:
         tok = self.tokenizer
         ids_a = tok.encode_batch(texts)
         if self.windows is not None:
-            return [self._windows(a) for a in ids_a]
+            return [encode_windows(a, self.sequence_length, self.windows, tok.cls_id, tok.sep_id) for a in ids_a]
         ids_b = tok.encode_batch(pairs) if pairs is not None else [None] * len(ids_a)
         out = []
         for a, b in zip(ids_a, ids_b):
             packed = pack(a, b, max_seq_length=self.sequence_length, cls_id=tok.cls_id, sep_id=tok.sep_id, pad=False)
             out.append((np.asarray(packed["token_ids"], np.int32), np.asarray(packed["segment_ids"], np.int32)))
         return out
-
-    def _windows(self, ids) -> tuple[np.ndarray, np.ndarray]:
-        tok = self.tokenizer
-        token_ids = pad_windows(split_windows(ids, self.sequence_length, self.windows, tok.cls_id, tok.sep_id))
-        return token_ids, np.zeros_like(token_ids)
 
     def in_graph(self, signatures: bool = True):
         """The TensorFlow tokenizer for the exported SavedModel, with this sequence length."""

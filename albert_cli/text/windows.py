@@ -108,6 +108,13 @@ def pad_windows(windows: list[list[int]]) -> np.ndarray:
     return out
 
 
+def encode_windows(ids: Sequence[int], sequence_length: int, spec: WindowSpec, cls_id: int,
+                   sep_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """One text's encoded example: its windows' token ids and segment ids (all 0), ``[windows, longest]`` each."""
+    token_ids = pad_windows(split_windows(ids, sequence_length, spec, cls_id, sep_id))
+    return token_ids, np.zeros_like(token_ids)
+
+
 def choose_windows(lengths: np.ndarray, sequence_length: int, pair: bool, stride: int | None = None,
                    max_windows: int | None = None, pooling: str | None = None,
                    force: bool | None = None) -> WindowSpec | None:
